@@ -1,0 +1,36 @@
+"""hf-rnn-seq2seq: RNN (LSTM/GRU) encoder-decoders with attention as first-class transformers models.
+
+Importing the package registers `model_type="rnn_seq2seq"` with `AutoConfig`, `AutoModel` and
+`AutoModelForSeq2SeqLM`, so the Auto classes build and load these models like any other.
+"""
+
+from transformers import AutoConfig, AutoModel, AutoModelForSeq2SeqLM
+
+from .configuration_rnn_seq2seq import RNNSeq2SeqConfig
+from .modeling_rnn_seq2seq import (
+    RNNSeq2SeqCache,
+    RNNSeq2SeqEncoderOutput,
+    RNNSeq2SeqForConditionalGeneration,
+    RNNSeq2SeqModel,
+    RNNSeq2SeqPreTrainedModel,
+    shift_tokens_right,
+)
+
+__version__ = "0.1.0"
+
+# One registration block, without exist_ok: if transformers ever ships its own "rnn_seq2seq", importing fails loudly
+# instead of silently shadowing one of the two.
+AutoConfig.register(RNNSeq2SeqConfig.model_type, RNNSeq2SeqConfig)
+AutoModel.register(RNNSeq2SeqConfig, RNNSeq2SeqModel)
+AutoModelForSeq2SeqLM.register(RNNSeq2SeqConfig, RNNSeq2SeqForConditionalGeneration)
+
+__all__ = [
+    "RNNSeq2SeqCache",
+    "RNNSeq2SeqConfig",
+    "RNNSeq2SeqEncoderOutput",
+    "RNNSeq2SeqForConditionalGeneration",
+    "RNNSeq2SeqModel",
+    "RNNSeq2SeqPreTrainedModel",
+    "__version__",
+    "shift_tokens_right",
+]

@@ -1,0 +1,815 @@
+# Copyright 2026 The hf-rnn-seq2seq authors. Licensed under the Apache License, Version 2.0.
+"""RNN encoder-decoder with attention (Sutskever et al. 2014; Bahdanau et al. 2015; Luong et al. 2015) as a
+transformers model.
+
+    source ids ─► embedding ─► (bi)LSTM/GRU encoder ─► encoder states h_1..h_S ─┐
+                                      │ final states                             │ attention (dot/general/additive)
+                                      ▼                                          ▼
+    target ids ─► embedding ─► [ ; previous attentional vector] ─► LSTM/GRU decoder s_t ─► context c_t
+                                                                  h̃_t = tanh(W_c [c_t; s_t]) ─► vocabulary logits
+
+Shape legend, used in every shape comment of this file:
+    B   batch size (times beams during beam search)
+    S   source length                      T   target length (number of decoder steps in this call)
+    E   embedding size                     H   decoder hidden size (= attentional vector size)
+    He  encoder output size (directions × per-direction size)
+    Le  encoder layers                     L   decoder layers
+    V   vocabulary size
+
+Every tensor is batch-first except the RNN's own recurrent state, which torch keeps as (L, B, H).
+One code path serves training and inference: `forward` with the full target, and `generate()` feeding one token per
+step with the recurrent state carried in `cache` (an `RNNSeq2SeqCache`), give the same numbers.
+"""
+
+from dataclasses import dataclass
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+from transformers import GenerationMixin, PreTrainedModel
+from transformers import initialization as init
+from transformers.cache_utils import Cache
+from transformers.modeling_outputs import ModelOutput, Seq2SeqLMOutput, Seq2SeqModelOutput
+from transformers.utils import logging
+
+from .configuration_rnn_seq2seq import RNNSeq2SeqConfig
+
+logger = logging.get_logger(__name__)
+
+# Generations stop here when neither `max_length` nor `max_new_tokens` is given (transformers' own default is 20).
+DEFAULT_MAX_LENGTH = 256
+
+
+# ---------------------------------------------------------------------------------------------------------------------
+# Input checks: bad input gets an error that names the argument, not a crash deep inside torch.
+# ---------------------------------------------------------------------------------------------------------------------
+
+
+def _check_ids(name: str, ids: torch.Tensor, vocab_size: int, allow_ignore_index: bool = False) -> None:
+    if not isinstance(ids, torch.Tensor):
+        raise TypeError(f"`{name}` must be a torch.LongTensor, got {type(ids).__name__}.")
+    if ids.is_floating_point() or ids.is_complex() or ids.dtype == torch.bool:
+        raise TypeError(f"`{name}` must hold integer token ids, got dtype {ids.dtype}.")
+    if ids.dim() != 2:
+        raise ValueError(f"`{name}` must have shape (batch_size, sequence_length), got {tuple(ids.shape)}.")
+    if ids.shape[0] == 0 or ids.shape[1] == 0:
+        raise ValueError(f"`{name}` is empty (shape {tuple(ids.shape)}): every sequence needs at least one token.")
+    valid = (ids >= 0) & (ids < vocab_size)
+    if allow_ignore_index:
+        valid |= ids == -100
+    if not bool(valid.all()):
+        bad = ids[~valid][:5].tolist()
+        allowed = f"[0, {vocab_size})" + (" or -100" if allow_ignore_index else "")
+        raise ValueError(f"`{name}` holds ids outside {allowed} (vocab_size={vocab_size}), e.g. {bad}.")
+
+
+def _check_source_mask(attention_mask: torch.Tensor, batch_size: int, source_length: int) -> torch.Tensor:
+    """Returns the mask as bool (True = real token) after checking its shape and that no row is all padding."""
+    if tuple(attention_mask.shape) != (batch_size, source_length):
+        raise ValueError(
+            f"`attention_mask` must have the source's shape (batch_size, source_length) = "
+            f"({batch_size}, {source_length}), got {tuple(attention_mask.shape)}."
+        )
+    mask = attention_mask.bool()
+    empty_rows = (~mask.any(dim=1)).nonzero().flatten()
+    if empty_rows.numel() > 0:
+        raise ValueError(
+            f"`attention_mask` marks every position of source row(s) {empty_rows.tolist()[:5]} as padding: "
+            "an empty source cannot be encoded."
+        )
+    return mask
+
+
+def shift_tokens_right(labels: torch.Tensor, pad_token_id: int, decoder_start_token_id: int) -> torch.Tensor:
+    """Decoder inputs for teacher forcing: `[start, y_1, …, y_{T-1}]`, with -100 replaced by the pad id.
+
+    Adapted from `transformers.models.bart.modeling_bart.shift_tokens_right`.
+    """
+    shifted = labels.new_zeros(labels.shape)  # (B, T)
+    shifted[:, 1:] = labels[:, :-1].clone()
+    shifted[:, 0] = decoder_start_token_id
+    shifted.masked_fill_(shifted == -100, pad_token_id)
+    return shifted
+
+
+# ---------------------------------------------------------------------------------------------------------------------
+# Outputs and the recurrent state
+# ---------------------------------------------------------------------------------------------------------------------
+
+
+@dataclass
+class RNNSeq2SeqEncoderOutput(ModelOutput):
+    """
+    Args:
+        last_hidden_state (`torch.FloatTensor` of shape `(batch_size, source_length, encoder_output_size)`):
+            Top-layer encoder states, both directions concatenated; zero at padded positions.
+        final_hidden_state (`torch.FloatTensor` of shape `(batch_size, encoder_layers, encoder_output_size)`):
+            Each layer's final hidden state (forward direction at the last real token, backward direction at the
+            first). Batch-first, so `generate()` expands it for beams like every other encoder output.
+        final_cell_state (`torch.FloatTensor` of the same shape, *optional*):
+            The LSTM's final cell states (`None` for GRU).
+        hidden_states (`tuple(torch.FloatTensor)`, *optional*):
+            With `output_hidden_states=True`: the embedding output `(B, S, E)` and the top-layer states `(B, S, He)`.
+    """
+
+    last_hidden_state: torch.FloatTensor | None = None
+    final_hidden_state: torch.FloatTensor | None = None
+    final_cell_state: torch.FloatTensor | None = None
+    hidden_states: tuple[torch.FloatTensor, ...] | None = None
+
+
+class RNNSeq2SeqCache(Cache):
+    """The decoder's recurrent state between calls: what a KV cache is to a Transformer.
+
+    Holds the RNN state `hidden` (and `cell` for LSTM), each `(L, B, H)`; the previous attentional vector
+    `input_feed` `(B, H)` when input feeding is on; and the attention keys `(B, S, H)`, which depend on the source
+    only and are computed once per source. `forward` updates it in place and returns it under `cache`.
+
+    Beam search reorders it with `reorder_cache(beam_idx)`. The keys are not reordered: `beam_idx` only moves
+    hypotheses within one example's group of beams, whose source rows are identical copies.
+    An RNN state cannot be rewound, so the cache is not croppable (assisted decoding is refused).
+    """
+
+    is_compileable = False
+
+    def __init__(
+        self,
+        hidden: torch.Tensor,
+        cell: torch.Tensor | None,
+        input_feed: torch.Tensor | None,
+        attention_keys: torch.Tensor | None,
+        seen_tokens: int = 0,
+    ):
+        super().__init__(layers=[])
+        self.hidden = hidden  # (L, B, H)
+        self.cell = cell  # (L, B, H) or None
+        self.input_feed = input_feed  # (B, H) or None
+        self.attention_keys = attention_keys  # (B, S, H) or None
+        self.seen_tokens = seen_tokens
+
+    def __len__(self) -> int:
+        return self.hidden.shape[0]
+
+    def __repr__(self) -> str:
+        return f"RNNSeq2SeqCache(layers={self.hidden.shape[0]}, batch={self.hidden.shape[1]}, seen={self.seen_tokens})"
+
+    @property
+    def is_croppable(self) -> bool:
+        return False
+
+    @property
+    def batch_size(self) -> int:
+        return self.hidden.shape[1]
+
+    def get_seq_length(self, layer_idx: int = 0) -> int:
+        return self.seen_tokens
+
+    def update(self, *args, **kwargs):
+        raise NotImplementedError("RNNSeq2SeqCache holds a recurrent state, not keys and values.")
+
+    def crop(self, tokens_to_remove: int) -> None:
+        raise ValueError("An RNN state cannot be cropped back to an earlier step (assisted decoding is unsupported).")
+
+    def _map_batch(self, fn, keys_too: bool) -> None:
+        self.hidden = fn(self.hidden, 1)
+        self.cell = None if self.cell is None else fn(self.cell, 1)
+        self.input_feed = None if self.input_feed is None else fn(self.input_feed, 0)
+        if keys_too and self.attention_keys is not None:
+            self.attention_keys = fn(self.attention_keys, 0)
+
+    def reorder_cache(self, beam_idx: torch.LongTensor) -> None:
+        self._map_batch(lambda t, dim: t.index_select(dim, beam_idx.to(t.device)), keys_too=False)
+
+    def batch_select_indices(self, indices: torch.Tensor) -> None:
+        self._map_batch(lambda t, dim: t.index_select(dim, indices.to(t.device)), keys_too=True)
+
+    def batch_repeat_interleave(self, repeats: int) -> None:
+        self._map_batch(lambda t, dim: t.repeat_interleave(repeats, dim=dim), keys_too=True)
+
+    def reset(self) -> None:
+        raise ValueError("An RNNSeq2SeqCache cannot be reset; start a new generation with `cache=None`.")
+
+
+# ---------------------------------------------------------------------------------------------------------------------
+# Building blocks
+# ---------------------------------------------------------------------------------------------------------------------
+
+
+class RNNSeq2SeqAttention(nn.Module):
+    """Global attention over the encoder states, then the attentional vector (Luong et al. 2015, eq. 5):
+
+    score(s_t, h_i) = s_tᵀ h_i                       (dot)
+                    = s_tᵀ W_a h_i                   (general)
+                    = vᵀ tanh(W_s s_t + W_h h_i + b)  (additive, Bahdanau et al. 2015)
+    a_t = softmax_i(score(s_t, h_i))  over real (non-padding) source positions
+    c_t = Σ_i a_{t,i} h_i
+    h̃_t = tanh(W_c [c_t; s_t])
+    """
+
+    def __init__(self, config: RNNSeq2SeqConfig):
+        super().__init__()
+        self.attention_type = config.attention_type
+        he, h = config.encoder_output_size, config.hidden_size
+        if self.attention_type in ("general", "additive"):
+            self.key_proj = nn.Linear(he, h, bias=False)  # W_a or W_h: applied once per source
+        if self.attention_type == "additive":
+            self.query_proj = nn.Linear(h, h, bias=True)  # W_s, b
+            self.score_proj = nn.Linear(h, 1, bias=False)  # v
+        self.combine = nn.Linear(he + h, h, bias=False)  # W_c
+
+    def project_keys(self, encoder_states: torch.Tensor) -> torch.Tensor:
+        """The source-only half of the score, computed once per source rather than once per step."""
+        if self.attention_type == "dot":
+            return encoder_states  # (B, S, He), He == H
+        return self.key_proj(encoder_states)  # (B, S, He) -> (B, S, H)
+
+    def forward(
+        self,
+        query: torch.Tensor,  # (B, T, H) decoder states s_t
+        keys: torch.Tensor,  # (B, S, H) from project_keys
+        encoder_states: torch.Tensor,  # (B, S, He)
+        source_mask: torch.Tensor,  # (B, S) bool, True = real token
+    ) -> tuple[torch.Tensor, torch.Tensor]:
+        if self.attention_type == "additive":
+            hidden = torch.tanh(self.query_proj(query).unsqueeze(2) + keys.unsqueeze(1))  # (B, T, S, H)
+            scores = self.score_proj(hidden).squeeze(-1)  # (B, T, S)
+        else:
+            scores = query @ keys.transpose(1, 2)  # (B, T, H) x (B, H, S) -> (B, T, S)
+        # finfo.min rather than -inf: stays finite in half precision; every row has a real position (checked).
+        scores = scores.masked_fill(~source_mask.unsqueeze(1), torch.finfo(scores.dtype).min)
+        weights = torch.softmax(scores.float(), dim=-1).to(encoder_states.dtype)  # (B, T, S)
+        context = weights @ encoder_states  # (B, T, S) x (B, S, He) -> (B, T, He)
+        attentional = torch.tanh(self.combine(torch.cat([context, query], dim=-1)))  # (B, T, H)
+        return attentional, weights
+
+
+class RNNSeq2SeqEncoder(nn.Module):
+    """Embedding → (bi)LSTM/GRU over packed sequences, so padding (left or right) never changes a result."""
+
+    main_input_name = "input_ids"
+
+    def __init__(self, config: RNNSeq2SeqConfig, embed_tokens: nn.Embedding):
+        super().__init__()
+        self.config = config
+        self.embed_tokens = embed_tokens
+        self.dropout = nn.Dropout(config.dropout)
+        rnn_class = nn.LSTM if config.cell_type == "lstm" else nn.GRU
+        self.rnn = rnn_class(
+            config.embedding_size,
+            config.encoder_hidden_size_per_direction,
+            num_layers=config.encoder_layers,
+            batch_first=True,
+            bidirectional=config.bidirectional_encoder,
+            dropout=config.dropout if config.encoder_layers > 1 else 0.0,
+        )
+
+    def forward(
+        self,
+        input_ids: torch.LongTensor,
+        attention_mask: torch.Tensor | None = None,
+        output_attentions: bool | None = None,
+        output_hidden_states: bool | None = None,
+        return_dict: bool | None = None,
+    ) -> RNNSeq2SeqEncoderOutput | tuple:
+        # `output_attentions` is accepted because generate() passes it; the encoder has no attention of its own.
+        _check_ids("input_ids", input_ids, self.config.vocab_size)
+        batch_size, source_length = input_ids.shape
+        if attention_mask is None:
+            mask = torch.ones_like(input_ids, dtype=torch.bool)
+        else:
+            mask = _check_source_mask(attention_mask, batch_size, source_length)
+
+        embeds = self.dropout(self.embed_tokens(input_ids))  # (B, S, E)
+        self.rnn.flatten_parameters()  # cuDNN wants one contiguous weight chunk (a no-op on CPU)
+        lengths = mask.sum(dim=1)  # (B,)
+        if bool((lengths == source_length).all()):
+            states, final = self.rnn(embeds)  # (B, S, He)
+        else:
+            # Packing needs each row's real tokens first: move them to the front (a no-op for right padding),
+            # run the packed RNN, then put every output back at its token's original position.
+            order = torch.argsort((~mask).to(torch.int8), dim=1, stable=True)  # (B, S)
+            front = embeds.gather(1, order.unsqueeze(-1).expand_as(embeds))  # (B, S, E)
+            packed = nn.utils.rnn.pack_padded_sequence(front, lengths.cpu(), batch_first=True, enforce_sorted=False)
+            packed_states, final = self.rnn(packed)
+            front_states, _ = nn.utils.rnn.pad_packed_sequence(
+                packed_states, batch_first=True, total_length=source_length
+            )  # (B, S, He), zeros after each row's length
+            states = torch.zeros_like(front_states).scatter_(
+                1, order.unsqueeze(-1).expand_as(front_states), front_states
+            )  # (B, S, He)
+
+        final_hidden, final_cell = final if isinstance(final, tuple) else (final, None)
+        final_hidden = self._batch_first(final_hidden)  # (Le·D, B, He/D) -> (B, Le, He)
+        final_cell = None if final_cell is None else self._batch_first(final_cell)
+        hidden_states = (embeds, states) if output_hidden_states else None
+        if return_dict is False:
+            return tuple(v for v in (states, final_hidden, final_cell, hidden_states) if v is not None)
+        return RNNSeq2SeqEncoderOutput(states, final_hidden, final_cell, hidden_states)
+
+    def _batch_first(self, state: torch.Tensor) -> torch.Tensor:
+        """(Le·D, B, He/D) as torch returns it -> (B, Le, He) with the directions of a layer concatenated."""
+        directions = 2 if self.config.bidirectional_encoder else 1
+        layers_x_dirs, batch_size, size = state.shape
+        state = state.view(layers_x_dirs // directions, directions, batch_size, size)  # (Le, D, B, He/D)
+        return state.permute(2, 0, 1, 3).reshape(batch_size, layers_x_dirs // directions, directions * size)
+
+
+class RNNSeq2SeqBridge(nn.Module):
+    """The decoder's initial state from the encoder's final states (`config.bridge`):
+
+    - `zeros`: s_0 = 0;
+    - `last`:  s_0 of decoder layer l = final state of encoder layer l + max(0, Le − L) (layers beyond the encoder's
+      depth repeat its top layer);
+    - `dense`: s_0 = tanh(W [final states of all encoder layers]), one W for h and one for c.
+    """
+
+    def __init__(self, config: RNNSeq2SeqConfig):
+        super().__init__()
+        self.kind = config.bridge
+        self.layers, self.hidden_size = config.decoder_layers, config.hidden_size
+        n_states = 2 if config.cell_type == "lstm" else 1
+        if self.kind == "dense":
+            in_size, out_size = config.encoder_layers * config.encoder_output_size, self.layers * self.hidden_size
+            self.dense = nn.ModuleList([nn.Linear(in_size, out_size) for _ in range(n_states)])
+        offset = max(0, config.encoder_layers - self.layers)
+        self.source_layer = [min(layer + offset, config.encoder_layers - 1) for layer in range(self.layers)]
+
+    def forward(self, encoder_outputs: RNNSeq2SeqEncoderOutput, with_cell: bool) -> list[torch.Tensor]:
+        finals = [encoder_outputs.final_hidden_state] + ([encoder_outputs.final_cell_state] if with_cell else [])
+        batch_size = finals[0].shape[0]
+        if self.kind == "zeros":
+            return [finals[0].new_zeros(self.layers, batch_size, self.hidden_size) for _ in finals]  # (L, B, H)
+        if self.kind == "last":
+            return [final[:, self.source_layer].transpose(0, 1).contiguous() for final in finals]  # (L, B, H)
+        return [
+            torch.tanh(dense(final.flatten(1)))
+            .view(batch_size, self.layers, self.hidden_size)
+            .transpose(0, 1)
+            .contiguous()  # (B, Le·He) -> (B, L·H) -> (L, B, H)
+            for dense, final in zip(self.dense, finals, strict=True)
+        ]
+
+
+class RNNSeq2SeqDecoder(nn.Module):
+    """Embedding → LSTM/GRU → attention → attentional vector h̃_t, for any number of steps from a given state.
+
+    Without input feeding the RNN runs over all steps in one call and attention is computed for all steps at once.
+    With input feeding step t needs h̃_{t-1}, so it steps; the part of the first layer's input projection that
+    depends on the embeddings only, `W_e · emb(y_t) + b`, is computed for all steps before the loop.
+    """
+
+    def __init__(self, config: RNNSeq2SeqConfig, embed_tokens: nn.Embedding):
+        super().__init__()
+        self.config = config
+        self.embed_tokens = embed_tokens
+        self.dropout = nn.Dropout(config.dropout)
+        self.is_lstm = config.cell_type == "lstm"
+        self.input_feeding = config.input_feeding
+        rnn_class = nn.LSTM if self.is_lstm else nn.GRU
+        input_size = config.embedding_size + (config.hidden_size if config.input_feeding else 0)
+        self.rnn = rnn_class(
+            input_size,
+            config.hidden_size,
+            num_layers=config.decoder_layers,
+            batch_first=True,
+            dropout=config.dropout if config.decoder_layers > 1 else 0.0,
+        )
+        self.attention = RNNSeq2SeqAttention(config) if config.attention_type != "none" else None
+
+    def forward(
+        self,
+        input_ids: torch.LongTensor,  # (B, T)
+        encoder_states: torch.Tensor,  # (B, S, He)
+        attention_keys: torch.Tensor | None,  # (B, S, H)
+        source_mask: torch.Tensor,  # (B, S) bool
+        state: list[torch.Tensor],  # [h (L, B, H)] + [c (L, B, H)] for LSTM
+        input_feed: torch.Tensor | None,  # (B, H)
+    ):
+        embeds = self.dropout(self.embed_tokens(input_ids))  # (B, T, E)
+        if self.input_feeding:
+            rnn_outputs, attentional, weights, state, input_feed = self._input_feeding_loop(
+                embeds, encoder_states, attention_keys, source_mask, state, input_feed
+            )
+        else:
+            rnn_outputs, final = self.rnn(embeds, tuple(state) if self.is_lstm else state[0])  # (B, T, H)
+            state = list(final) if self.is_lstm else [final]
+            if self.attention is None:
+                attentional, weights = rnn_outputs, None  # the fixed-context decoder: no attention
+            else:
+                attentional, weights = self.attention(rnn_outputs, attention_keys, encoder_states, source_mask)
+            attentional = self.dropout(attentional)  # (B, T, H)
+        return attentional, weights, state, input_feed, (embeds, rnn_outputs)
+
+    def _input_feeding_loop(self, embeds, encoder_states, attention_keys, source_mask, state, input_feed):
+        rnn, emb_size = self.rnn, self.config.embedding_size
+        # Layer 0's input is [emb(y_t); h̃_{t-1}], so W_ih · x = W_e · emb(y_t) + W_f · h̃_{t-1}.
+        w_ih = rnn.weight_ih_l0  # (G·H, E + H), G = 4 gates (LSTM) or 3 (GRU)
+        embed_gates = F.linear(embeds, w_ih[:, :emb_size], rnn.bias_ih_l0)  # (B, T, G·H), hoisted out of the loop
+        w_feed = w_ih[:, emb_size:]  # (G·H, H)
+        layer_weights = [
+            (
+                getattr(rnn, f"weight_ih_l{k}"),
+                getattr(rnn, f"weight_hh_l{k}"),
+                getattr(rnn, f"bias_ih_l{k}"),
+                getattr(rnn, f"bias_hh_l{k}"),
+            )
+            for k in range(rnn.num_layers)
+        ]
+        hidden = list(state[0].unbind(0))  # L × (B, H)
+        cell = list(state[1].unbind(0)) if self.is_lstm else None
+        rnn_outputs, attentionals, all_weights = [], [], []
+        for t in range(embeds.shape[1]):
+            x = None
+            for k, (w_ih_k, w_hh_k, b_ih_k, b_hh_k) in enumerate(layer_weights):
+                if k == 0:
+                    input_gates = embed_gates[:, t] + F.linear(input_feed, w_feed)  # (B, G·H)
+                else:
+                    input_gates = F.linear(self._between_layers(x), w_ih_k, b_ih_k)  # (B, G·H)
+                hidden_gates = F.linear(hidden[k], w_hh_k, b_hh_k)  # (B, G·H)
+                if self.is_lstm:
+                    hidden[k], cell[k] = _lstm_cell(input_gates, hidden_gates, cell[k])
+                else:
+                    hidden[k] = _gru_cell(input_gates, hidden_gates, hidden[k])
+                x = hidden[k]
+            query = x.unsqueeze(1)  # (B, 1, H)
+            attentional, weights = self.attention(query, attention_keys, encoder_states, source_mask)
+            attentional = self.dropout(attentional)  # (B, 1, H)
+            input_feed = attentional.squeeze(1)
+            rnn_outputs.append(query)
+            attentionals.append(attentional)
+            all_weights.append(weights)
+        state = [torch.stack(hidden)] + ([torch.stack(cell)] if self.is_lstm else [])  # (L, B, H)
+        return (
+            torch.cat(rnn_outputs, dim=1),  # (B, T, H)
+            torch.cat(attentionals, dim=1),  # (B, T, H)
+            torch.cat(all_weights, dim=1),  # (B, T, S)
+            state,
+            input_feed,
+        )
+
+    def _between_layers(self, x: torch.Tensor) -> torch.Tensor:
+        # nn.LSTM/GRU's inter-layer dropout, which the loop applies by hand.
+        return F.dropout(x, p=self.rnn.dropout, training=self.training)
+
+
+def _lstm_cell(input_gates, hidden_gates, cell):
+    """One LSTM step from precomputed gate pre-activations (torch's gate order i, f, g, o)."""
+    i, f, g, o = (input_gates + hidden_gates).chunk(4, dim=-1)
+    cell = torch.sigmoid(f) * cell + torch.sigmoid(i) * torch.tanh(g)
+    return torch.sigmoid(o) * torch.tanh(cell), cell
+
+
+def _gru_cell(input_gates, hidden_gates, hidden):
+    """One GRU step (torch's gate order r, z, n; the candidate uses r ⊙ (W_hn h + b_hn))."""
+    input_r, input_z, input_n = input_gates.chunk(3, dim=-1)
+    hidden_r, hidden_z, hidden_n = hidden_gates.chunk(3, dim=-1)
+    reset = torch.sigmoid(input_r + hidden_r)
+    update = torch.sigmoid(input_z + hidden_z)
+    candidate = torch.tanh(input_n + reset * hidden_n)
+    return (1 - update) * candidate + update * hidden
+
+
+# ---------------------------------------------------------------------------------------------------------------------
+# Models
+# ---------------------------------------------------------------------------------------------------------------------
+
+
+class RNNSeq2SeqPreTrainedModel(PreTrainedModel):
+    config_class = RNNSeq2SeqConfig
+    base_model_prefix = "model"
+    main_input_name = "input_ids"
+    _no_split_modules = ["RNNSeq2SeqEncoder", "RNNSeq2SeqDecoder"]
+    # The recurrent state cannot be cropped: assisted/speculative decoding is refused with a clear error.
+    _is_stateful = True
+
+    @torch.no_grad()
+    def _init_weights(self, module: nn.Module) -> None:
+        r = self.config.initializer_range
+        if isinstance(module, nn.Linear):
+            init.uniform_(module.weight, -r, r)
+            if module.bias is not None:
+                init.zeros_(module.bias)
+        elif isinstance(module, nn.Embedding):
+            init.uniform_(module.weight, -r, r)
+            if module.padding_idx is not None and not getattr(module.weight, "_is_hf_initialized", False):
+                init.zeros_(module.weight[module.padding_idx])
+        elif isinstance(module, (nn.LSTM, nn.GRU)):
+            for name, param in module.named_parameters():
+                if name.startswith("weight"):
+                    init.uniform_(param, -r, r)
+                else:
+                    init.zeros_(param)
+
+    @classmethod
+    def _supports_default_dynamic_cache(cls) -> bool:
+        # generate() must not build a key/value cache for us: the first step gets `cache=None` and the model creates
+        # its RNNSeq2SeqCache (forward also ignores any other Cache it is given).
+        return False
+
+
+class RNNSeq2SeqModel(RNNSeq2SeqPreTrainedModel):
+    """The bare encoder-decoder: returns the decoder's attentional vectors (no vocabulary projection)."""
+
+    def __init__(self, config: RNNSeq2SeqConfig):
+        super().__init__(config)
+        config.validate()  # fields may have been edited after the config was built
+        self.is_lstm = config.cell_type == "lstm"
+
+        def embedding():
+            return nn.Embedding(config.vocab_size, config.embedding_size, padding_idx=config.pad_token_id)
+
+        if config.share_encoder_decoder_embeddings:
+            self.shared = embedding()
+            encoder_embeddings, decoder_embeddings = self.shared, self.shared
+            self._tied_weights_keys = {
+                "encoder.embed_tokens.weight": "shared.weight",
+                "decoder.embed_tokens.weight": "shared.weight",
+            }
+        else:
+            encoder_embeddings, decoder_embeddings = embedding(), embedding()
+        self.encoder = RNNSeq2SeqEncoder(config, encoder_embeddings)
+        self.bridge = RNNSeq2SeqBridge(config) if config.bridge != "zeros" else None
+        self.decoder = RNNSeq2SeqDecoder(config, decoder_embeddings)
+        self.post_init()
+
+    def get_input_embeddings(self) -> nn.Embedding:
+        return self.encoder.embed_tokens
+
+    def set_input_embeddings(self, value: nn.Embedding) -> None:
+        if self.config.share_encoder_decoder_embeddings:
+            self.shared = value
+            self.decoder.embed_tokens = value
+        self.encoder.embed_tokens = value
+
+    def get_encoder(self, modality: str | None = None) -> RNNSeq2SeqEncoder:
+        return self.encoder
+
+    def forward(
+        self,
+        input_ids: torch.LongTensor | None = None,
+        attention_mask: torch.Tensor | None = None,
+        decoder_input_ids: torch.LongTensor | None = None,
+        decoder_attention_mask: torch.Tensor | None = None,
+        encoder_outputs: RNNSeq2SeqEncoderOutput | tuple | None = None,
+        cache: RNNSeq2SeqCache | None = None,
+        use_cache: bool | None = None,
+        output_attentions: bool | None = None,
+        output_hidden_states: bool | None = None,
+        return_dict: bool | None = None,
+    ) -> Seq2SeqModelOutput | tuple:
+        r"""
+        input_ids (`torch.LongTensor` of shape `(batch_size, source_length)`):
+            Source token ids. Not needed when `encoder_outputs` is given.
+        attention_mask (`torch.Tensor` of shape `(batch_size, source_length)`, *optional*):
+            1 for real source tokens, 0 for padding (left or right). No row may be all padding.
+        decoder_input_ids (`torch.LongTensor` of shape `(batch_size, target_length)`):
+            Decoder inputs. With a `cache`, only the new tokens (the state already holds the earlier ones).
+        decoder_attention_mask (`torch.Tensor` of shape `(batch_size, target_length)`, *optional*):
+            Accepted for API compatibility. The decoder is causal, so right padding of the target never changes the
+            outputs at real positions; it is checked for shape only.
+        encoder_outputs (`RNNSeq2SeqEncoderOutput` or `tuple`, *optional*):
+            Precomputed encoder outputs (as `generate()` passes them).
+        cache (`RNNSeq2SeqCache`, *optional*):
+            The recurrent state after the previous tokens; updated in place and returned when `use_cache`.
+        """
+        output_attentions = output_attentions if output_attentions is not None else self.config.output_attentions
+        output_hidden_states = (
+            output_hidden_states if output_hidden_states is not None else self.config.output_hidden_states
+        )
+        use_cache = use_cache if use_cache is not None else self.config.use_cache
+        return_dict = return_dict if return_dict is not None else self.config.return_dict
+
+        if encoder_outputs is None:
+            if input_ids is None:
+                raise ValueError("Pass `input_ids` (the source) or precomputed `encoder_outputs`.")
+            encoder_outputs = self.encoder(
+                input_ids, attention_mask, output_hidden_states=output_hidden_states, return_dict=True
+            )
+        elif not isinstance(encoder_outputs, RNNSeq2SeqEncoderOutput):
+            encoder_outputs = self._wrap_encoder_tuple(encoder_outputs)
+        encoder_states = encoder_outputs.last_hidden_state  # (B, S, He)
+        batch_size, source_length = encoder_states.shape[:2]
+        if attention_mask is None:
+            source_mask = encoder_states.new_ones(batch_size, source_length, dtype=torch.bool)
+        else:
+            source_mask = _check_source_mask(attention_mask, batch_size, source_length)  # (B, S)
+
+        if decoder_input_ids is None:
+            raise ValueError("Pass `decoder_input_ids` (or `labels`, from which they are derived).")
+        _check_ids("decoder_input_ids", decoder_input_ids, self.config.vocab_size)
+        if decoder_input_ids.shape[0] != batch_size:
+            raise ValueError(
+                f"`decoder_input_ids` has batch size {decoder_input_ids.shape[0]} but the source has {batch_size}."
+            )
+        if decoder_attention_mask is not None and decoder_attention_mask.shape != decoder_input_ids.shape:
+            raise ValueError(
+                f"`decoder_attention_mask` must have the shape of `decoder_input_ids` {tuple(decoder_input_ids.shape)},"
+                f" got {tuple(decoder_attention_mask.shape)}."
+            )
+
+        if isinstance(cache, RNNSeq2SeqCache):
+            if cache.batch_size != batch_size:
+                raise ValueError(
+                    f"`cache` holds a state for batch size {cache.batch_size}, the inputs have {batch_size}."
+                )
+            state = [cache.hidden] + ([cache.cell] if self.is_lstm else [])
+            input_feed, attention_keys = cache.input_feed, cache.attention_keys
+        else:  # first step, or any cache that is not ours (e.g. a key/value cache made by generic code)
+            cache = None
+            state = self._initial_state(encoder_outputs, batch_size)
+            input_feed = (
+                encoder_states.new_zeros(batch_size, self.config.hidden_size) if self.decoder.input_feeding else None
+            )
+            attention_keys = (
+                None if self.decoder.attention is None else self.decoder.attention.project_keys(encoder_states)
+            )
+
+        attentional, weights, state, input_feed, (embeds, rnn_outputs) = self.decoder(
+            decoder_input_ids, encoder_states, attention_keys, source_mask, state, input_feed
+        )
+
+        if use_cache:
+            if cache is None:
+                cache = RNNSeq2SeqCache(state[0], state[1] if self.is_lstm else None, input_feed, attention_keys)
+            else:
+                cache.hidden, cache.input_feed = state[0], input_feed
+                cache.cell = state[1] if self.is_lstm else None
+            cache.seen_tokens += decoder_input_ids.shape[1]
+        else:
+            cache = None
+
+        output = Seq2SeqModelOutput(
+            last_hidden_state=attentional,
+            cache=cache,
+            decoder_hidden_states=(embeds, rnn_outputs, attentional) if output_hidden_states else None,
+            cross_attentions=(weights.unsqueeze(1),) if output_attentions and weights is not None else None,
+            encoder_last_hidden_state=encoder_states,
+            encoder_hidden_states=encoder_outputs.hidden_states if output_hidden_states else None,
+        )
+        return output if return_dict else output.to_tuple()
+
+    def _initial_state(self, encoder_outputs: RNNSeq2SeqEncoderOutput, batch_size: int) -> list[torch.Tensor]:
+        if self.bridge is None:  # bridge="zeros"
+            zeros = encoder_outputs.last_hidden_state.new_zeros(
+                self.config.decoder_layers, batch_size, self.config.hidden_size
+            )  # (L, B, H)
+            return [zeros, zeros.clone()] if self.is_lstm else [zeros]
+        if self.is_lstm and encoder_outputs.final_cell_state is None:
+            raise ValueError("`encoder_outputs` of an LSTM encoder must include `final_cell_state`.")
+        return self.bridge(encoder_outputs, with_cell=self.is_lstm)
+
+    def _wrap_encoder_tuple(self, encoder_outputs: tuple) -> RNNSeq2SeqEncoderOutput:
+        n_states = 3 if self.is_lstm else 2
+        if len(encoder_outputs) < n_states:
+            raise ValueError(
+                f"`encoder_outputs` as a tuple must hold (last_hidden_state, final_hidden_state"
+                f"{', final_cell_state' if self.is_lstm else ''}), got {len(encoder_outputs)} element(s)."
+            )
+        parts = list(encoder_outputs[:n_states]) + ([None] if not self.is_lstm else [])
+        return RNNSeq2SeqEncoderOutput(*parts, encoder_outputs[n_states] if len(encoder_outputs) > n_states else None)
+
+
+class RNNSeq2SeqForConditionalGeneration(RNNSeq2SeqPreTrainedModel, GenerationMixin):
+    """The encoder-decoder with its vocabulary projection and loss; use it with `generate()` and `Seq2SeqTrainer`."""
+
+    # The loss is normalised by `num_items_in_batch` when the Trainer passes it, so gradient accumulation and
+    # multi-process training average over target tokens exactly like one big batch.
+    accepts_loss_kwargs = True
+
+    def __init__(self, config: RNNSeq2SeqConfig):
+        super().__init__(config)
+        self.model = RNNSeq2SeqModel(config)
+        output_size = config.hidden_size
+        if config.tie_word_embeddings and config.embedding_size != config.hidden_size:
+            self.output_projection = nn.Linear(config.hidden_size, config.embedding_size, bias=False)  # H -> E
+            output_size = config.embedding_size
+        else:
+            self.output_projection = None
+        self.lm_head = nn.Linear(output_size, config.vocab_size, bias=False)
+        source = (
+            "model.shared.weight" if config.share_encoder_decoder_embeddings else "model.decoder.embed_tokens.weight"
+        )
+        self._tied_weights_keys = {"lm_head.weight": source}
+        self.post_init()
+        if self.generation_config.max_length is None and self.generation_config.max_new_tokens is None:
+            self.generation_config.max_length = DEFAULT_MAX_LENGTH
+
+    def get_output_embeddings(self) -> nn.Linear:
+        return self.lm_head
+
+    def set_output_embeddings(self, new_embeddings: nn.Linear) -> None:
+        self.lm_head = new_embeddings
+
+    def get_encoder(self, modality: str | None = None) -> RNNSeq2SeqEncoder:
+        return self.model.encoder
+
+    def resize_token_embeddings(self, new_num_tokens=None, pad_to_multiple_of=None, mean_resizing=True):
+        """Resizes the source embeddings, the target embeddings (when not shared) and the output layer, keeping ties."""
+        embeddings = super().resize_token_embeddings(new_num_tokens, pad_to_multiple_of, mean_resizing)
+        if not self.config.share_encoder_decoder_embeddings:
+            decoder = self.model.decoder
+            decoder.embed_tokens = self._get_resized_embeddings(
+                decoder.embed_tokens, embeddings.num_embeddings, mean_resizing=mean_resizing
+            )
+            if self.config.tie_word_embeddings:
+                self.lm_head.weight = decoder.embed_tokens.weight
+        return embeddings
+
+    def prepare_decoder_input_ids_from_labels(self, labels: torch.Tensor) -> torch.Tensor:
+        return shift_tokens_right(labels, self.config.pad_token_id, self.config.decoder_start_token_id)
+
+    def forward(
+        self,
+        input_ids: torch.LongTensor | None = None,
+        attention_mask: torch.Tensor | None = None,
+        decoder_input_ids: torch.LongTensor | None = None,
+        decoder_attention_mask: torch.Tensor | None = None,
+        encoder_outputs: RNNSeq2SeqEncoderOutput | tuple | None = None,
+        cache: RNNSeq2SeqCache | None = None,
+        use_cache: bool | None = None,
+        labels: torch.LongTensor | None = None,
+        output_attentions: bool | None = None,
+        output_hidden_states: bool | None = None,
+        return_dict: bool | None = None,
+        num_items_in_batch: int | torch.Tensor | None = None,
+    ) -> Seq2SeqLMOutput | tuple:
+        r"""
+        labels (`torch.LongTensor` of shape `(batch_size, target_length)`, *optional*):
+            Target ids; -100 marks positions the loss ignores. When `decoder_input_ids` is absent it is `labels`
+            shifted right (see `prepare_decoder_input_ids_from_labels`).
+        num_items_in_batch (`int` or `torch.Tensor`, *optional*):
+            Number of target tokens in the whole (accumulated, all-process) batch, as `Trainer` passes it. The loss
+            is then the summed token loss divided by it; otherwise the mean over this batch's target tokens.
+
+        Returns `Seq2SeqLMOutput` with `logits` of shape `(batch_size, target_length, vocab_size)` (unnormalised),
+        the recurrent state under `cache`, and with `output_attentions=True` the alignment matrices under
+        `cross_attentions` as a one-element tuple of shape `(batch_size, 1, target_length, source_length)`.
+        """
+        return_dict = return_dict if return_dict is not None else self.config.return_dict
+        if labels is not None:
+            _check_ids("labels", labels, self.config.vocab_size, allow_ignore_index=True)
+            if decoder_input_ids is None:
+                decoder_input_ids = self.prepare_decoder_input_ids_from_labels(labels)
+            elif decoder_input_ids.shape != labels.shape:
+                raise ValueError(
+                    f"`labels` {tuple(labels.shape)} and `decoder_input_ids` {tuple(decoder_input_ids.shape)} must "
+                    "have the same shape: label t is the target for decoder input t."
+                )
+            use_cache = False
+
+        outputs = self.model(
+            input_ids=input_ids,
+            attention_mask=attention_mask,
+            decoder_input_ids=decoder_input_ids,
+            decoder_attention_mask=decoder_attention_mask,
+            encoder_outputs=encoder_outputs,
+            cache=cache,
+            use_cache=use_cache,
+            output_attentions=output_attentions,
+            output_hidden_states=output_hidden_states,
+            return_dict=True,
+        )
+        hidden = outputs.last_hidden_state  # (B, T, H)
+        if self.output_projection is not None:
+            hidden = self.output_projection(hidden)  # (B, T, E)
+        logits = self.lm_head(hidden)  # (B, T, V)
+
+        loss = None
+        if labels is not None:
+            loss = self._loss(logits, labels, num_items_in_batch)
+
+        output = Seq2SeqLMOutput(
+            loss=loss,
+            logits=logits,
+            cache=outputs.cache,
+            decoder_hidden_states=outputs.decoder_hidden_states,
+            cross_attentions=outputs.cross_attentions,
+            encoder_last_hidden_state=outputs.encoder_last_hidden_state,
+            encoder_hidden_states=outputs.encoder_hidden_states,
+        )
+        return output if return_dict else output.to_tuple()
+
+    def _loss(self, logits, labels, num_items_in_batch):
+        """Token cross-entropy (with the config's label smoothing), summed, over the number of target tokens."""
+        token_loss_sum = F.cross_entropy(
+            logits.flatten(0, 1).float(),  # (B·T, V)
+            labels.flatten().to(logits.device),
+            ignore_index=-100,
+            reduction="sum",
+            label_smoothing=self.config.label_smoothing,
+        )
+        if num_items_in_batch is None:
+            num_items_in_batch = (labels != -100).sum().clamp(min=1)
+        if isinstance(num_items_in_batch, torch.Tensor):
+            num_items_in_batch = num_items_in_batch.to(token_loss_sum.device)
+        return token_loss_sum / num_items_in_batch
+
+
+__all__ = [
+    "RNNSeq2SeqCache",
+    "RNNSeq2SeqEncoderOutput",
+    "RNNSeq2SeqForConditionalGeneration",
+    "RNNSeq2SeqModel",
+    "RNNSeq2SeqPreTrainedModel",
+    "shift_tokens_right",
+]

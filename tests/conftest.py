@@ -1,0 +1,98 @@
+"""Shared fixtures: tiny configs, generated batches, one thread (LSTMs on 2 cores oversubscribe badly otherwise)."""
+
+import itertools
+import os
+
+os.environ.setdefault("OMP_NUM_THREADS", "1")
+os.environ.setdefault("HF_HUB_OFFLINE", "1")
+os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
+
+import pytest
+import torch
+
+import hf_rnn_seq2seq  # noqa: F401  (registers the Auto classes)
+from hf_rnn_seq2seq import RNNSeq2SeqConfig, RNNSeq2SeqForConditionalGeneration
+
+torch.set_num_threads(1)
+
+VOCAB = 23
+PAD, BOS, EOS, UNK = 0, 1, 2, 3
+
+
+def tiny_config(**overrides) -> RNNSeq2SeqConfig:
+    kwargs = dict(
+        vocab_size=VOCAB,
+        embedding_size=8,
+        hidden_size=12,
+        encoder_layers=1,
+        decoder_layers=1,
+        dropout=0.0,
+    )
+    kwargs.update(overrides)
+    return RNNSeq2SeqConfig(**kwargs)
+
+
+def tiny_model(seed: int = 0, **overrides) -> RNNSeq2SeqForConditionalGeneration:
+    torch.manual_seed(seed)
+    return RNNSeq2SeqForConditionalGeneration(tiny_config(**overrides)).eval()
+
+
+def _grid():
+    """Every valid combination of the architectural switches, with a readable id."""
+    params = []
+    for cell, bi, attn, feed, layers, tie in itertools.product(
+        ["lstm", "gru"], [True, False], ["none", "dot", "general", "additive"], [True, False], [1, 2], [True, False]
+    ):
+        if attn == "none" and feed:
+            continue
+        kw = dict(
+            cell_type=cell,
+            bidirectional_encoder=bi,
+            attention_type=attn,
+            input_feeding=feed,
+            encoder_layers=layers,
+            decoder_layers=3 - layers,  # also covers encoder/decoder depth mismatch
+            tie_word_embeddings=tie,
+            bridge="last" if attn == "none" else "dense",
+        )
+        ident = f"{cell}-{'bi' if bi else 'uni'}-{attn}-{'feed' if feed else 'nofeed'}-E{layers}D{3 - layers}-{'tied' if tie else 'untied'}"
+        params.append(pytest.param(kw, id=ident))
+    return params
+
+
+CONFIG_GRID = _grid()
+# A smaller grid for the slower generate() checks: every value of every switch appears at least once.
+SMALL_GRID = [
+    pytest.param(dict(), id="default"),
+    pytest.param(dict(cell_type="gru", bidirectional_encoder=False, bridge="last"), id="gru-uni-last"),
+    pytest.param(dict(attention_type="additive", input_feeding=False, decoder_layers=2), id="additive-nofeed-D2"),
+    pytest.param(
+        dict(attention_type="dot", encoder_layers=2, bridge="zeros", tie_word_embeddings=False),
+        id="dot-E2-zeros-untied",
+    ),
+    pytest.param(
+        dict(attention_type="none", input_feeding=False, share_encoder_decoder_embeddings=False), id="none-unshared"
+    ),
+]
+
+
+def make_batch(batch_size=3, source_length=7, target_length=5, seed=1, padding_side="right"):
+    """Random source/target ids (no special tokens inside), with variable-length padded sources."""
+    g = torch.Generator().manual_seed(seed)
+    input_ids = torch.randint(4, VOCAB, (batch_size, source_length), generator=g)
+    lengths = torch.randint(2, source_length + 1, (batch_size,), generator=g)
+    lengths[0] = source_length
+    positions = torch.arange(source_length)
+    if padding_side == "right":
+        mask = (positions[None, :] < lengths[:, None]).long()
+    else:
+        mask = (positions[None, :] >= source_length - lengths[:, None]).long()
+    input_ids = input_ids.masked_fill(mask == 0, PAD)
+    labels = torch.randint(4, VOCAB, (batch_size, target_length), generator=g)
+    labels[:, -1] = EOS
+    return {"input_ids": input_ids, "attention_mask": mask, "labels": labels}
+
+
+@pytest.fixture
+def batch():
+    return make_batch()
