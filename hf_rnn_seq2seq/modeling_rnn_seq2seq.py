@@ -25,6 +25,7 @@ from dataclasses import dataclass
 
 import torch
 import torch.nn.functional as F
+from safetensors import SafetensorError
 from torch import nn
 from transformers import GenerationMixin, PreTrainedModel
 from transformers import initialization as init
@@ -501,6 +502,16 @@ class RNNSeq2SeqPreTrainedModel(PreTrainedModel):
                     init.zeros_(param)
 
     @classmethod
+    def from_pretrained(cls, pretrained_model_name_or_path, *args, **kwargs):
+        try:
+            return super().from_pretrained(pretrained_model_name_or_path, *args, **kwargs)
+        except SafetensorError as error:  # a truncated or corrupt file: say which checkpoint it was
+            raise OSError(
+                f"Could not read the safetensors weights of checkpoint '{pretrained_model_name_or_path}' "
+                f"(corrupt or truncated file?): {error}"
+            ) from error
+
+    @classmethod
     def _supports_default_dynamic_cache(cls) -> bool:
         # generate() must not build a key/value cache for us: the first step gets `cache=None` and the model creates
         # its RNNSeq2SeqCache (forward also ignores any other Cache it is given).
@@ -691,8 +702,6 @@ class RNNSeq2SeqForConditionalGeneration(RNNSeq2SeqPreTrainedModel, GenerationMi
         )
         self._tied_weights_keys = {"lm_head.weight": source}
         self.post_init()
-        if self.generation_config.max_length is None and self.generation_config.max_new_tokens is None:
-            self.generation_config.max_length = DEFAULT_MAX_LENGTH
 
     def get_output_embeddings(self) -> nn.Linear:
         return self.lm_head
@@ -714,6 +723,21 @@ class RNNSeq2SeqForConditionalGeneration(RNNSeq2SeqPreTrainedModel, GenerationMi
             if self.config.tie_word_embeddings:
                 self.lm_head.weight = decoder.embed_tokens.weight
         return embeddings
+
+    def generate(self, inputs=None, generation_config=None, **kwargs):
+        """`GenerationMixin.generate`, except that with no length limit anywhere (call, `generation_config`, the
+        model's generation config) outputs may run to `DEFAULT_MAX_LENGTH` tokens instead of transformers' 20.
+
+        The default is applied per call rather than written into `generation_config.json`, so that passing only
+        `max_new_tokens` does not trigger transformers' "both max_new_tokens and max_length set" warning.
+        """
+        configs = [c for c in (generation_config, self.generation_config) if c is not None]
+        no_limit = all(kwargs.get(key) is None for key in ("max_length", "max_new_tokens")) and all(
+            c.max_length is None and c.max_new_tokens is None for c in configs
+        )
+        if no_limit:
+            kwargs["max_length"] = DEFAULT_MAX_LENGTH
+        return super().generate(inputs, generation_config, **kwargs)
 
     def prepare_decoder_input_ids_from_labels(self, labels: torch.Tensor) -> torch.Tensor:
         return shift_tokens_right(labels, self.config.pad_token_id, self.config.decoder_start_token_id)

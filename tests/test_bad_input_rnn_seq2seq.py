@@ -1,0 +1,82 @@
+"""Bad input gets an error naming the argument and what was expected, never a crash deep inside torch."""
+
+import pytest
+import torch
+from transformers import AutoModelForSeq2SeqLM
+
+from .conftest import VOCAB, make_batch, tiny_model
+
+
+@pytest.fixture(scope="module")
+def model():
+    return tiny_model()
+
+
+def _call(model, **changes):
+    batch = make_batch()
+    batch.update(changes)
+    return model(**{k: v for k, v in batch.items() if v is not None})
+
+
+@pytest.mark.parametrize(
+    "changes, error, message",
+    [
+        (dict(input_ids=torch.full((3, 7), VOCAB)), ValueError, r"`input_ids` holds ids outside \[0, 23\)"),
+        (dict(input_ids=torch.full((3, 7), -1)), ValueError, "`input_ids` holds ids outside"),
+        (dict(input_ids=torch.rand(3, 7)), TypeError, "`input_ids` must hold integer token ids"),
+        (
+            dict(input_ids=torch.ones(3, 7, 2, dtype=torch.long)),
+            ValueError,
+            r"`input_ids` must have shape \(batch_size",
+        ),
+        (dict(input_ids=torch.ones(3, 0, dtype=torch.long), attention_mask=None), ValueError, "`input_ids` is empty"),
+        (dict(attention_mask=torch.ones(3, 6)), ValueError, r"`attention_mask` must have the source's shape"),
+        (dict(attention_mask=torch.tensor([[1] * 7, [0] * 7, [1] * 7])), ValueError, r"source row\(s\) \[1\]"),
+        (dict(labels=torch.full((3, 5), VOCAB + 3)), ValueError, "`labels` holds ids outside"),
+        (dict(labels=torch.full((3, 5), -7)), ValueError, r"`labels` holds ids outside \[0, 23\) or -100"),
+        (dict(decoder_input_ids=torch.ones(3, 4, dtype=torch.long)), ValueError, "must have the same shape"),
+        (dict(decoder_input_ids=torch.full((3, 5), -100)), ValueError, "`decoder_input_ids` holds ids outside"),
+        (dict(labels=None), ValueError, "Pass `decoder_input_ids`"),
+        (dict(input_ids=None, attention_mask=None), ValueError, "Pass `input_ids`"),
+    ],
+    ids=[
+        "id-too-large",
+        "negative-id",
+        "float-ids",
+        "3d-ids",
+        "empty-source",
+        "mask-shape",
+        "all-padding-row",
+        "label-too-large",
+        "label-negative",
+        "labels-vs-decoder-ids",
+        "minus-100-as-decoder-input",
+        "no-decoder-input",
+        "no-source",
+    ],
+)
+def test_forward_rejects(model, changes, error, message):
+    with pytest.raises(error, match=message):
+        _call(model, **changes)
+
+
+def test_decoder_batch_and_mask_mismatch(model):
+    batch = make_batch()
+    with pytest.raises(ValueError, match="batch size 2 but the source has 3"):
+        model(input_ids=batch["input_ids"], decoder_input_ids=batch["labels"][:2])
+    with pytest.raises(ValueError, match="`decoder_attention_mask` must have the shape"):
+        model(input_ids=batch["input_ids"], decoder_input_ids=batch["labels"], decoder_attention_mask=torch.ones(3, 2))
+
+
+def test_generate_rejects_out_of_range_source(model):
+    with pytest.raises(ValueError, match="`input_ids` holds ids outside"):
+        model.generate(torch.full((1, 4), VOCAB + 1), max_length=5)
+
+
+def test_corrupt_checkpoint_names_the_file(tmp_path):
+    tiny_model().save_pretrained(tmp_path)
+    weights = tmp_path / "model.safetensors"
+    weights.write_bytes(weights.read_bytes()[:100])
+    with pytest.raises(OSError, match="safetensors weights of checkpoint") as excinfo:
+        AutoModelForSeq2SeqLM.from_pretrained(tmp_path)
+    assert str(tmp_path) in str(excinfo.value)

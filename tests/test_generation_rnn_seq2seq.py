@@ -1,0 +1,235 @@
+"""generate(): the recurrent state under `cache`, beams, sampling, processors, outputs and streaming."""
+
+import functools
+import itertools
+import operator
+
+import pytest
+import torch
+from transformers.generation.streamers import BaseStreamer
+
+from hf_rnn_seq2seq.modeling_rnn_seq2seq import DEFAULT_MAX_LENGTH
+
+from .conftest import BOS, EOS, SMALL_GRID, make_batch, tiny_model
+
+
+def peaky(model, scale=30.0):
+    """Sharpen the output distribution so that different decoding choices really differ."""
+    with torch.no_grad():
+        model.lm_head.weight.mul_(scale)
+    return model
+
+
+def source(batch_size=3, padding_side="right"):
+    batch = make_batch(batch_size=batch_size, padding_side=padding_side)
+    return {"input_ids": batch["input_ids"], "attention_mask": batch["attention_mask"]}
+
+
+@pytest.mark.parametrize("overrides", SMALL_GRID)
+@pytest.mark.parametrize(
+    "decoding",
+    [
+        dict(),
+        dict(num_beams=4, num_return_sequences=2),
+        dict(num_beams=3, length_penalty=0.5, early_stopping=True),
+        dict(do_sample=True, temperature=0.8, top_k=5, num_return_sequences=3),
+        dict(do_sample=True, top_p=0.9),
+        dict(do_sample=True, num_beams=3),
+    ],
+    ids=["greedy", "beam-n2", "beam-lp", "sample-topk", "sample-topp", "beam-sample"],
+)
+def test_cached_generation_equals_uncached(overrides, decoding):
+    model = peaky(tiny_model(**overrides))
+    inputs = source()
+    results = []
+    for use_cache in (True, False):
+        torch.manual_seed(7)
+        out = model.generate(
+            **inputs, max_length=9, use_cache=use_cache, return_dict_in_generate=True, output_scores=True, **decoding
+        )
+        results.append(out)
+    cached, uncached = results
+    assert torch.equal(cached.sequences, uncached.sequences)
+    for a, b in zip(cached.scores, uncached.scores, strict=True):
+        torch.testing.assert_close(a, b, atol=1e-5, rtol=0)
+    if "num_beams" in decoding:
+        torch.testing.assert_close(cached.sequences_scores, uncached.sequences_scores, atol=1e-5, rtol=0)
+
+
+@pytest.mark.parametrize("overrides", SMALL_GRID)
+def test_greedy_equals_a_hand_written_greedy_loop_and_one_beam(overrides):
+    model = peaky(tiny_model(**overrides))
+    inputs = source()
+    generated = model.generate(**inputs, max_length=8)
+    one_beam = model.generate(**inputs, max_length=8, num_beams=1, do_sample=False)
+    assert torch.equal(generated, one_beam)
+    # The oracle: recompute the whole prefix with the teacher-forced forward at every step, take the argmax.
+    ids = torch.full((inputs["input_ids"].shape[0], 1), BOS)
+    finished = torch.zeros(ids.shape[0], dtype=torch.bool)
+    for _ in range(7):
+        logits = model(**inputs, decoder_input_ids=ids, use_cache=False).logits[:, -1]
+        next_ids = logits.argmax(-1).masked_fill(finished, model.config.pad_token_id)
+        finished |= next_ids == EOS
+        ids = torch.cat([ids, next_ids[:, None]], dim=1)
+        if finished.all():
+            break
+    assert torch.equal(generated, ids)
+
+
+def _exhaustive_best(model, inputs, max_new_tokens, length_penalty, k):
+    """Score every possible output (ending in EOS, or cut at max_new_tokens) and return the best k."""
+    vocab_size = model.config.vocab_size
+    scored = []
+    for length in range(1, max_new_tokens + 1):
+        candidates = [
+            tokens
+            for tokens in itertools.product(range(vocab_size), repeat=length)
+            if EOS not in tokens[:-1] and (tokens[-1] == EOS or length == max_new_tokens)
+        ]
+        targets = torch.tensor(candidates)  # (N, length)
+        n = targets.shape[0]
+        decoder_input_ids = torch.cat([torch.full((n, 1), BOS), targets[:, :-1]], dim=1)
+        expanded = {key: value.expand(n, -1) for key, value in inputs.items()}
+        log_probs = model(**expanded, decoder_input_ids=decoder_input_ids).logits.log_softmax(-1)
+        totals = log_probs.gather(-1, targets[..., None]).squeeze(-1).sum(-1)  # (N,)
+        scored += [
+            (total / length**length_penalty, tokens) for total, tokens in zip(totals.tolist(), candidates, strict=True)
+        ]
+    scored.sort(reverse=True)
+    return scored[:k]
+
+
+@pytest.mark.parametrize("overrides", [dict(), dict(cell_type="gru", attention_type="additive")], ids=["lstm", "gru"])
+def test_beam_search_equals_exhaustive_search_on_a_tiny_vocabulary(overrides):
+    vocab_size = 8
+    model = tiny_model(vocab_size=vocab_size, **overrides)
+    with torch.no_grad():  # make EOS likely so that hypotheses of different lengths compete
+        model.lm_head.weight.mul_(4)
+        model.lm_head.weight[EOS].add_(0.3)
+    max_new_tokens, length_penalty = 3, 1.0
+    g = torch.Generator().manual_seed(3)
+    for _ in range(3):
+        inputs = {"input_ids": torch.randint(4, vocab_size, (1, 5), generator=g)}
+        best = _exhaustive_best(model, inputs, max_new_tokens, length_penalty, k=2)
+        out = model.generate(
+            **inputs,
+            num_beams=vocab_size**2,  # room for every prefix: beam search must then be exact
+            num_return_sequences=2,
+            max_new_tokens=max_new_tokens,
+            length_penalty=length_penalty,
+            early_stopping="never",
+            return_dict_in_generate=True,
+            output_scores=True,
+        )
+        for row, score, (best_score, best_tokens) in zip(out.sequences, out.sequences_scores, best, strict=True):
+            tokens = row[1:].tolist()
+            tokens = tokens[: tokens.index(EOS) + 1] if EOS in tokens else tokens
+            assert tuple(tokens) == best_tokens
+            assert score.item() == pytest.approx(best_score, abs=1e-4)
+
+
+@pytest.mark.parametrize("side", ["right", "left"])
+def test_padded_batch_generates_what_each_example_generates_alone(side):
+    model = peaky(tiny_model())
+    inputs = source(padding_side=side)
+    for kwargs in (dict(), dict(num_beams=3)):
+        batched = model.generate(**inputs, max_length=8, **kwargs)
+        for i in range(batched.shape[0]):
+            real = inputs["attention_mask"][i].bool()
+            alone = model.generate(inputs["input_ids"][i : i + 1, real], max_length=8, **kwargs)[0]
+            n = alone.shape[0]
+            assert torch.equal(batched[i, :n], alone)
+            # after the end: greedy pads with the pad id, beam search with pad-or-EOS (transformers' convention)
+            assert ((batched[i, n:] == model.config.pad_token_id) | (batched[i, n:] == EOS)).all()
+
+
+def test_logits_processors_and_limits():
+    model = peaky(tiny_model())
+    inputs = source()
+    blocked = model.generate(**inputs, max_length=12, no_repeat_ngram_size=2, min_new_tokens=11)
+    for row in blocked.tolist():
+        bigrams = list(itertools.pairwise(row))
+        assert len(bigrams) == len(set(bigrams)), "no_repeat_ngram_size=2 let a bigram repeat"
+    banned = model.generate(**inputs, max_length=10, bad_words_ids=[[5], [7]])
+    assert not ((banned == 5) | (banned == 7)).any()
+    long = model.generate(**inputs, min_new_tokens=6, max_new_tokens=6)
+    assert long.shape[1] == 7 and not (long[:, 1:6] == EOS).any()
+    penalised = model.generate(**inputs, max_length=10, repetition_penalty=5.0, min_new_tokens=9)
+    assert penalised.shape == (3, 10)
+
+
+def test_generate_without_arguments_is_not_cut_at_20_tokens():
+    model = tiny_model()
+    assert DEFAULT_MAX_LENGTH > 20
+    out = model.generate(**source(batch_size=1), min_new_tokens=DEFAULT_MAX_LENGTH - 1)  # never stops early
+    assert out.shape[1] == DEFAULT_MAX_LENGTH
+    # An explicit limit, in the call or in the generation config, still wins.
+    assert model.generate(**source(batch_size=1), min_new_tokens=30, max_new_tokens=30).shape[1] == 31
+    model.generation_config.max_length = 12
+    assert model.generate(**source(batch_size=1), min_new_tokens=30).shape[1] == 12
+
+
+def test_scores_transition_scores_and_cross_attentions():
+    model = peaky(tiny_model(), scale=5)
+    inputs = source()
+    S = inputs["input_ids"].shape[1]
+    out = model.generate(
+        **inputs,
+        max_new_tokens=5,
+        num_beams=3,
+        num_return_sequences=2,
+        length_penalty=0.0,
+        return_dict_in_generate=True,
+        output_scores=True,
+        output_attentions=True,
+    )
+    steps = out.sequences.shape[1] - 1
+    assert len(out.scores) == steps and len(out.cross_attentions) == steps
+    for step_attentions in out.cross_attentions:
+        (attn,) = step_attentions
+        assert attn.shape == (3 * 3, 1, 1, S)
+    transition = model.compute_transition_scores(out.sequences, out.scores, out.beam_indices, normalize_logits=False)
+    torch.testing.assert_close(transition.sum(-1), out.sequences_scores, atol=1e-4, rtol=0)
+    greedy = model.generate(**inputs, max_new_tokens=5, return_dict_in_generate=True, output_scores=True)
+    transition = model.compute_transition_scores(greedy.sequences, greedy.scores, normalize_logits=True)
+    assert transition.shape == (3, greedy.sequences.shape[1] - 1) and (transition <= 0).all()
+
+
+def test_streamer_receives_the_greedy_tokens_in_order():
+    class Collect(BaseStreamer):
+        def __init__(self):
+            self.chunks, self.ended = [], False
+
+        def put(self, value):
+            self.chunks.append(value.flatten().tolist())
+
+        def end(self):
+            self.ended = True
+
+    model = peaky(tiny_model())
+    inputs = {k: v[:1] for k, v in source().items()}
+    streamer = Collect()
+    out = model.generate(**inputs, max_length=8, streamer=streamer)
+    assert streamer.ended
+    assert functools.reduce(operator.iadd, streamer.chunks, []) == out[0].tolist()
+
+
+def test_assisted_decoding_is_refused_clearly():
+    model = tiny_model()
+    with pytest.raises(ValueError, match="stateful"):
+        model.generate(**source(), assistant_model=tiny_model(seed=1), max_length=6)
+    with pytest.raises(ValueError, match="stateful"):
+        model.generate(**source(), prompt_lookup_num_tokens=2, max_length=6)
+
+
+def test_generate_accepts_precomputed_encoder_outputs_and_rejects_unknown_kwargs():
+    model = peaky(tiny_model())
+    inputs = source()
+    encoder_outputs = model.get_encoder()(**inputs)
+    a = model.generate(**inputs, max_length=8, num_beams=2)
+    b = model.generate(
+        encoder_outputs=encoder_outputs, attention_mask=inputs["attention_mask"], max_length=8, num_beams=2
+    )
+    assert torch.equal(a, b)
+    with pytest.raises(ValueError, match="oovs"):
+        model.generate(**inputs, oovs=[["x"]], max_length=5)
