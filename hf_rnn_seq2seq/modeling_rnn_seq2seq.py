@@ -229,7 +229,7 @@ class RNNSeq2SeqAttention(nn.Module):
         query: torch.Tensor,  # (B, T, H) decoder states s_t
         keys: torch.Tensor,  # (B, S, H) from project_keys
         encoder_states: torch.Tensor,  # (B, S, He)
-        source_mask: torch.Tensor,  # (B, S) bool, True = real token
+        padding_mask: torch.Tensor,  # (B, 1, S) bool, True = padding (inverted once per call, not per step)
     ) -> tuple[torch.Tensor, torch.Tensor]:
         if self.attention_type == "additive":
             hidden = torch.tanh(self.query_proj(query).unsqueeze(2) + keys.unsqueeze(1))  # (B, T, S, H)
@@ -237,7 +237,7 @@ class RNNSeq2SeqAttention(nn.Module):
         else:
             scores = query @ keys.transpose(1, 2)  # (B, T, H) x (B, H, S) -> (B, T, S)
         # finfo.min rather than -inf: stays finite in half precision; every row has a real position (checked).
-        scores = scores.masked_fill(~source_mask.unsqueeze(1), torch.finfo(scores.dtype).min)
+        scores = scores.masked_fill(padding_mask, torch.finfo(scores.dtype).min)
         weights = torch.softmax(scores.float(), dim=-1).to(encoder_states.dtype)  # (B, T, S)
         context = weights @ encoder_states  # (B, T, S) x (B, S, He) -> (B, T, He)
         attentional = torch.tanh(self.combine(torch.cat([context, query], dim=-1)))  # (B, T, H)
@@ -382,14 +382,14 @@ class RNNSeq2SeqDecoder(nn.Module):
         input_ids: torch.LongTensor,  # (B, T)
         encoder_states: torch.Tensor,  # (B, S, He)
         attention_keys: torch.Tensor | None,  # (B, S, H)
-        source_mask: torch.Tensor,  # (B, S) bool
+        padding_mask: torch.Tensor,  # (B, 1, S) bool, True = padding
         state: list[torch.Tensor],  # [h (L, B, H)] + [c (L, B, H)] for LSTM
         input_feed: torch.Tensor | None,  # (B, H)
     ):
         embeds = self.dropout(self.embed_tokens(input_ids))  # (B, T, E)
         if self.input_feeding:
             rnn_outputs, attentional, weights, state, input_feed = self._input_feeding_loop(
-                embeds, encoder_states, attention_keys, source_mask, state, input_feed
+                embeds, encoder_states, attention_keys, padding_mask, state, input_feed
             )
         else:
             rnn_outputs, final = self.rnn(embeds, tuple(state) if self.is_lstm else state[0])  # (B, T, H)
@@ -397,15 +397,17 @@ class RNNSeq2SeqDecoder(nn.Module):
             if self.attention is None:
                 attentional, weights = rnn_outputs, None  # the fixed-context decoder: no attention
             else:
-                attentional, weights = self.attention(rnn_outputs, attention_keys, encoder_states, source_mask)
+                attentional, weights = self.attention(rnn_outputs, attention_keys, encoder_states, padding_mask)
             attentional = self.dropout(attentional)  # (B, T, H)
         return attentional, weights, state, input_feed, (embeds, rnn_outputs)
 
-    def _input_feeding_loop(self, embeds, encoder_states, attention_keys, source_mask, state, input_feed):
+    def _input_feeding_loop(self, embeds, encoder_states, attention_keys, padding_mask, state, input_feed):
         rnn, emb_size = self.rnn, self.config.embedding_size
         # Layer 0's input is [emb(y_t); h̃_{t-1}], so W_ih · x = W_e · emb(y_t) + W_f · h̃_{t-1}.
         w_ih = rnn.weight_ih_l0  # (G·H, E + H), G = 4 gates (LSTM) or 3 (GRU)
         embed_gates = F.linear(embeds, w_ih[:, :emb_size], rnn.bias_ih_l0)  # (B, T, G·H), hoisted out of the loop
+        # unbind, not embed_gates[:, t]: slicing in the loop would make backward fill a (B, T, G·H) zero tensor per step
+        embed_gates = embed_gates.unbind(1)  # T × (B, G·H)
         w_feed = w_ih[:, emb_size:]  # (G·H, H)
         layer_weights = [
             (
@@ -419,11 +421,11 @@ class RNNSeq2SeqDecoder(nn.Module):
         hidden = list(state[0].unbind(0))  # L × (B, H)
         cell = list(state[1].unbind(0)) if self.is_lstm else None
         rnn_outputs, attentionals, all_weights = [], [], []
-        for t in range(embeds.shape[1]):
+        for t in range(len(embed_gates)):
             x = None
             for k, (w_ih_k, w_hh_k, b_ih_k, b_hh_k) in enumerate(layer_weights):
                 if k == 0:
-                    input_gates = embed_gates[:, t] + F.linear(input_feed, w_feed)  # (B, G·H)
+                    input_gates = embed_gates[t] + F.linear(input_feed, w_feed)  # (B, G·H)
                 else:
                     input_gates = F.linear(self._between_layers(x), w_ih_k, b_ih_k)  # (B, G·H)
                 hidden_gates = F.linear(hidden[k], w_hh_k, b_hh_k)  # (B, G·H)
@@ -433,7 +435,7 @@ class RNNSeq2SeqDecoder(nn.Module):
                     hidden[k] = _gru_cell(input_gates, hidden_gates, hidden[k])
                 x = hidden[k]
             query = x.unsqueeze(1)  # (B, 1, H)
-            attentional, weights = self.attention(query, attention_keys, encoder_states, source_mask)
+            attentional, weights = self.attention(query, attention_keys, encoder_states, padding_mask)
             attentional = self.dropout(attentional)  # (B, 1, H)
             input_feed = attentional.squeeze(1)
             rnn_outputs.append(query)
@@ -636,7 +638,7 @@ class RNNSeq2SeqModel(RNNSeq2SeqPreTrainedModel):
             )
 
         attentional, weights, state, input_feed, (embeds, rnn_outputs) = self.decoder(
-            decoder_input_ids, encoder_states, attention_keys, source_mask, state, input_feed
+            decoder_input_ids, encoder_states, attention_keys, ~source_mask.unsqueeze(1), state, input_feed
         )
 
         if use_cache:
