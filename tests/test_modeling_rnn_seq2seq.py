@@ -252,3 +252,24 @@ def test_overfits_twenty_pairs_to_exact_match():
         out = row[1:].tolist()
         out = out[: out.index(EOS) + 1] if EOS in out else out
         assert out == target.tolist()
+
+
+@pytest.mark.parametrize("cell_type", ["lstm", "gru"])
+def test_hand_written_input_feeding_cells_are_torchs_cells(cell_type):
+    """The input-feeding loop steps nn.LSTM/nn.GRU's own weights by hand: it must compute exactly torch's cell."""
+    from hf_rnn_seq2seq.modeling_rnn_seq2seq import _gru_cell, _lstm_cell
+
+    torch.manual_seed(0)
+    rnn = (torch.nn.LSTM if cell_type == "lstm" else torch.nn.GRU)(6, 5, batch_first=True)
+    x, h, c = torch.randn(4, 1, 6), torch.randn(1, 4, 5), torch.randn(1, 4, 5)
+    input_gates = torch.nn.functional.linear(x[:, 0], rnn.weight_ih_l0, rnn.bias_ih_l0)
+    hidden_gates = torch.nn.functional.linear(h[0], rnn.weight_hh_l0, rnn.bias_hh_l0)
+    if cell_type == "lstm":
+        expected, (h_n, c_n) = rnn(x, (h, c))
+        mine_h, mine_c = _lstm_cell(input_gates, hidden_gates, c[0])
+        torch.testing.assert_close(mine_c, c_n[0])
+    else:
+        expected, h_n = rnn(x, h)
+        mine_h = _gru_cell(input_gates, hidden_gates, h[0])
+    torch.testing.assert_close(mine_h, expected[:, 0])
+    torch.testing.assert_close(mine_h, h_n[0])
