@@ -177,6 +177,8 @@ class RNNSeq2SeqConfig(PreTrainedConfig):
                 raise ValueError(f"`{name}` must be in [0, vocab_size={self.vocab_size}), got {value}.")
         if self.decoder_start_token_id is None:
             raise ValueError("`decoder_start_token_id` must be set: the decoder's first input is this token.")
+        if self.pad_token_id is None:
+            raise ValueError("`pad_token_id` must be set: padding and the -100 positions of shifted labels use it.")
 
 
 __all__ = ["RNNSeq2SeqConfig"]

@@ -274,8 +274,14 @@ class RNNSeq2SeqEncoder(nn.Module):
     ) -> RNNSeq2SeqEncoderOutput | tuple:
         # `output_attentions` is accepted because generate() passes it; the encoder has no attention of its own.
         _check_ids("input_ids", input_ids, self.config.vocab_size)
+        input_ids = input_ids.long()
         batch_size, source_length = input_ids.shape
         if attention_mask is None:
+            if self.config.pad_token_id is not None and bool((input_ids == self.config.pad_token_id).any()):
+                logger.warning_once(
+                    "`input_ids` contain the pad token but no `attention_mask` was given: the pad tokens are encoded "
+                    "as real tokens. Pass the tokenizer's `attention_mask` to ignore them."
+                )
             mask = torch.ones_like(input_ids, dtype=torch.bool)
         else:
             mask = _check_source_mask(attention_mask, batch_size, source_length)
@@ -503,6 +509,19 @@ class RNNSeq2SeqPreTrainedModel(PreTrainedModel):
                 else:
                     init.zeros_(param)
 
+    def resize_token_embeddings(self, new_num_tokens=None, pad_to_multiple_of=None, mean_resizing=True):
+        """Resizes the source embeddings, the target embeddings (when not shared) and the output layer, keeping ties."""
+        embeddings = super().resize_token_embeddings(new_num_tokens, pad_to_multiple_of, mean_resizing)
+        if not self.config.share_encoder_decoder_embeddings:
+            decoder = self.base_model.decoder
+            decoder.embed_tokens = self._get_resized_embeddings(
+                decoder.embed_tokens, embeddings.num_embeddings, mean_resizing=mean_resizing
+            )
+            output_embeddings = self.get_output_embeddings()
+            if output_embeddings is not None and self.config.tie_word_embeddings:
+                output_embeddings.weight = decoder.embed_tokens.weight
+        return embeddings
+
     @classmethod
     def from_pretrained(cls, pretrained_model_name_or_path, *args, **kwargs):
         try:
@@ -610,14 +629,20 @@ class RNNSeq2SeqModel(RNNSeq2SeqPreTrainedModel):
         if decoder_input_ids is None:
             raise ValueError("Pass `decoder_input_ids` (or `labels`, from which they are derived).")
         _check_ids("decoder_input_ids", decoder_input_ids, self.config.vocab_size)
+        decoder_input_ids = decoder_input_ids.long()
         if decoder_input_ids.shape[0] != batch_size:
             raise ValueError(
                 f"`decoder_input_ids` has batch size {decoder_input_ids.shape[0]} but the source has {batch_size}."
             )
-        if decoder_attention_mask is not None and decoder_attention_mask.shape != decoder_input_ids.shape:
+        if decoder_attention_mask is not None and (
+            decoder_attention_mask.dim() != 2
+            or decoder_attention_mask.shape[0] != batch_size
+            or decoder_attention_mask.shape[1] < decoder_input_ids.shape[1]
+        ):
+            # With a cache, generate() passes the new tokens only but the mask of the whole prefix.
             raise ValueError(
-                f"`decoder_attention_mask` must have the shape of `decoder_input_ids` {tuple(decoder_input_ids.shape)},"
-                f" got {tuple(decoder_attention_mask.shape)}."
+                f"`decoder_attention_mask` must have shape (batch_size, target_length) covering `decoder_input_ids` "
+                f"{tuple(decoder_input_ids.shape)}, got {tuple(decoder_attention_mask.shape)}."
             )
 
         if isinstance(cache, RNNSeq2SeqCache):
@@ -704,6 +729,8 @@ class RNNSeq2SeqForConditionalGeneration(RNNSeq2SeqPreTrainedModel, GenerationMi
         )
         self._tied_weights_keys = {"lm_head.weight": source}
         self.post_init()
+        if self.generation_config.max_length is None and self.generation_config.max_new_tokens is None:
+            self.generation_config.max_length = DEFAULT_MAX_LENGTH
 
     def get_output_embeddings(self) -> nn.Linear:
         return self.lm_head
@@ -714,31 +741,28 @@ class RNNSeq2SeqForConditionalGeneration(RNNSeq2SeqPreTrainedModel, GenerationMi
     def get_encoder(self, modality: str | None = None) -> RNNSeq2SeqEncoder:
         return self.model.encoder
 
-    def resize_token_embeddings(self, new_num_tokens=None, pad_to_multiple_of=None, mean_resizing=True):
-        """Resizes the source embeddings, the target embeddings (when not shared) and the output layer, keeping ties."""
-        embeddings = super().resize_token_embeddings(new_num_tokens, pad_to_multiple_of, mean_resizing)
-        if not self.config.share_encoder_decoder_embeddings:
-            decoder = self.model.decoder
-            decoder.embed_tokens = self._get_resized_embeddings(
-                decoder.embed_tokens, embeddings.num_embeddings, mean_resizing=mean_resizing
-            )
-            if self.config.tie_word_embeddings:
-                self.lm_head.weight = decoder.embed_tokens.weight
-        return embeddings
-
     def generate(self, inputs=None, generation_config=None, **kwargs):
-        """`GenerationMixin.generate`, except that with no length limit anywhere (call, `generation_config`, the
-        model's generation config) outputs may run to `DEFAULT_MAX_LENGTH` tokens instead of transformers' 20.
-
-        The default is applied per call rather than written into `generation_config.json`, so that passing only
-        `max_new_tokens` does not trigger transformers' "both max_new_tokens and max_length set" warning.
+        """`GenerationMixin.generate`, with one difference: outputs may run to `DEFAULT_MAX_LENGTH` tokens, not
+        transformers' 20, when no length limit is set anywhere. New models store that limit in their generation config
+        (so `Seq2SeqTrainer` and saved checkpoints see it); here it also covers a generation config without one, and
+        a call that passes only `max_new_tokens` overrides the stored default without transformers' "both
+        `max_new_tokens` and `max_length` set" warning.
         """
-        configs = [c for c in (generation_config, self.generation_config) if c is not None]
-        no_limit = all(kwargs.get(key) is None for key in ("max_length", "max_new_tokens")) and all(
-            c.max_length is None and c.max_new_tokens is None for c in configs
-        )
-        if no_limit:
+        stored = self.generation_config
+        if all(kwargs.get(key) is None for key in ("max_length", "max_new_tokens")) and all(
+            c.max_length is None and c.max_new_tokens is None for c in (generation_config, stored) if c is not None
+        ):
             kwargs["max_length"] = DEFAULT_MAX_LENGTH
+        if (
+            kwargs.get("max_new_tokens") is not None
+            and kwargs.get("max_length") is None
+            and stored.max_length == DEFAULT_MAX_LENGTH
+        ):
+            stored.max_length = None  # our own default must not count as a user-set max_length for this call
+            try:
+                return super().generate(inputs, generation_config, **kwargs)
+            finally:
+                stored.max_length = DEFAULT_MAX_LENGTH
         return super().generate(inputs, generation_config, **kwargs)
 
     def prepare_decoder_input_ids_from_labels(self, labels: torch.Tensor) -> torch.Tensor:
@@ -774,6 +798,7 @@ class RNNSeq2SeqForConditionalGeneration(RNNSeq2SeqPreTrainedModel, GenerationMi
         return_dict = return_dict if return_dict is not None else self.config.return_dict
         if labels is not None:
             _check_ids("labels", labels, self.config.vocab_size, allow_ignore_index=True)
+            labels = labels.long()
             if decoder_input_ids is None:
                 decoder_input_ids = self.prepare_decoder_input_ids_from_labels(labels)
             elif decoder_input_ids.shape != labels.shape:

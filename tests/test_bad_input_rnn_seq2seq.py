@@ -64,7 +64,7 @@ def test_decoder_batch_and_mask_mismatch(model):
     batch = make_batch()
     with pytest.raises(ValueError, match="batch size 2 but the source has 3"):
         model(input_ids=batch["input_ids"], decoder_input_ids=batch["labels"][:2])
-    with pytest.raises(ValueError, match="`decoder_attention_mask` must have the shape"):
+    with pytest.raises(ValueError, match="`decoder_attention_mask` must have shape"):
         model(input_ids=batch["input_ids"], decoder_input_ids=batch["labels"], decoder_attention_mask=torch.ones(3, 2))
 
 

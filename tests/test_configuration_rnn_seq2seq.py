@@ -54,6 +54,7 @@ def test_save_load_round_trip(tmp_path):
         (dict(pad_token_id=23), "pad_token_id"),
         (dict(eos_token_id=-1), "eos_token_id"),
         (dict(decoder_start_token_id=None), "decoder_start_token_id"),
+        (dict(pad_token_id=None), "pad_token_id"),
     ],
 )
 def test_invalid_values_are_rejected_with_the_field_named(kwargs, field):

@@ -160,13 +160,32 @@ def test_logits_processors_and_limits():
 
 def test_generate_without_arguments_is_not_cut_at_20_tokens():
     model = tiny_model()
-    assert DEFAULT_MAX_LENGTH > 20
+    assert model.generation_config.max_length == DEFAULT_MAX_LENGTH > 20  # stored, so Trainer and checkpoints see it
     out = model.generate(**source(batch_size=1), min_new_tokens=DEFAULT_MAX_LENGTH - 1)  # never stops early
     assert out.shape[1] == DEFAULT_MAX_LENGTH
     # An explicit limit, in the call or in the generation config, still wins.
     assert model.generate(**source(batch_size=1), min_new_tokens=30, max_new_tokens=30).shape[1] == 31
+    assert model.generation_config.max_length == DEFAULT_MAX_LENGTH  # restored after a max_new_tokens-only call
     model.generation_config.max_length = 12
     assert model.generate(**source(batch_size=1), min_new_tokens=11).shape[1] == 12
+    model.generation_config.max_length = None  # e.g. a checkpoint whose generation config has no limit
+    assert model.generate(**source(batch_size=1), min_new_tokens=DEFAULT_MAX_LENGTH - 1).shape[1] == DEFAULT_MAX_LENGTH
+
+
+def test_decoder_prompt_with_attention_mask_generates_like_without_it():
+    model = peaky(tiny_model())
+    inputs = source(batch_size=2)
+    prompt = torch.tensor([[BOS, 12], [BOS, 14]])
+    for use_cache in (True, False):
+        with_mask = model.generate(
+            **inputs,
+            decoder_input_ids=prompt,
+            decoder_attention_mask=torch.ones_like(prompt),
+            max_new_tokens=4,
+            use_cache=use_cache,
+        )
+        assert torch.equal(with_mask, model.generate(**inputs, decoder_input_ids=prompt, max_new_tokens=4))
+        assert torch.equal(with_mask[:, :2], prompt)
 
 
 def test_scores_transition_scores_and_cross_attentions():

@@ -122,3 +122,17 @@ def test_trainer_label_smoothing_belongs_in_the_config():
     # The Trainer's label smoother would recompute the loss from the logits and drop the model's own terms:
     # label smoothing is a model config field, applied inside the model loss.
     assert tiny_config(label_smoothing=0.1).label_smoothing == 0.1
+
+
+def test_predict_without_generation_max_length_keeps_the_models_default(tmp_path):
+    from hf_rnn_seq2seq.modeling_rnn_seq2seq import DEFAULT_MAX_LENGTH
+
+    model = tiny_model()
+    evaluation = reversal_dataset(8, seed=1)
+    trainer = make_trainer(
+        tmp_path, model, evaluation, evaluation, predict_with_generate=True, per_device_eval_batch_size=4
+    )
+    predictions = trainer.predict(evaluation).predictions
+    # Every batch is generated with, and padded to, the same stored limit; the Trainer does not reset it to 20.
+    assert predictions.shape == (8, DEFAULT_MAX_LENGTH)
+    assert model.generation_config.max_length == DEFAULT_MAX_LENGTH
