@@ -650,6 +650,11 @@ class RNNSeq2SeqModel(RNNSeq2SeqPreTrainedModel):
                 raise ValueError(
                     f"`cache` holds a state for batch size {cache.batch_size}, the inputs have {batch_size}."
                 )
+            if cache.attention_keys is not None and cache.attention_keys.shape[1] != source_length:
+                raise ValueError(
+                    f"`cache` was made for a source of length {cache.attention_keys.shape[1]}, the encoder outputs "
+                    f"have length {source_length}: a cache belongs to the source it was started with."
+                )
             state = [cache.hidden] + ([cache.cell] if self.is_lstm else [])
             input_feed, attention_keys = cache.input_feed, cache.attention_keys
         else:  # first step, or any cache that is not ours (e.g. a key/value cache made by generic code)

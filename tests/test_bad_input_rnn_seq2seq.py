@@ -80,3 +80,12 @@ def test_corrupt_checkpoint_names_the_file(tmp_path):
     with pytest.raises(OSError, match="safetensors weights of checkpoint") as excinfo:
         AutoModelForSeq2SeqLM.from_pretrained(tmp_path)
     assert str(tmp_path) in str(excinfo.value)
+
+
+def test_cache_from_another_batch_or_source_is_rejected(model):
+    batch = make_batch()
+    cache = model(input_ids=batch["input_ids"], decoder_input_ids=batch["labels"][:, :1], use_cache=True).cache
+    with pytest.raises(ValueError, match="batch size 3, the inputs have 2"):
+        model(input_ids=batch["input_ids"][:2], decoder_input_ids=batch["labels"][:2, :1], cache=cache)
+    with pytest.raises(ValueError, match="source of length 7"):
+        model(input_ids=batch["input_ids"][:, :4], decoder_input_ids=batch["labels"][:, :1], cache=cache)
