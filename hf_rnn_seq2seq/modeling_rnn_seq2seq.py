@@ -46,7 +46,8 @@ DEFAULT_MAX_LENGTH = 256
 # ---------------------------------------------------------------------------------------------------------------------
 
 
-def _check_ids(name: str, ids: torch.Tensor, vocab_size: int, allow_ignore_index: bool = False) -> None:
+def _check_ids(name: str, ids: torch.Tensor, vocab_size: int, allow_ignore_index: bool = False) -> torch.Tensor:
+    """Returns `ids` as int64 after checking type, shape and range (any integer dtype is accepted)."""
     if not isinstance(ids, torch.Tensor):
         raise TypeError(f"`{name}` must be a torch.LongTensor, got {type(ids).__name__}.")
     if ids.is_floating_point() or ids.is_complex() or ids.dtype == torch.bool:
@@ -62,6 +63,7 @@ def _check_ids(name: str, ids: torch.Tensor, vocab_size: int, allow_ignore_index
         bad = ids[~valid][:5].tolist()
         allowed = f"[0, {vocab_size})" + (" or -100" if allow_ignore_index else "")
         raise ValueError(f"`{name}` holds ids outside {allowed} (vocab_size={vocab_size}), e.g. {bad}.")
+    return ids.long()
 
 
 def _check_source_mask(attention_mask: torch.Tensor, batch_size: int, source_length: int) -> torch.Tensor:
@@ -273,8 +275,7 @@ class RNNSeq2SeqEncoder(nn.Module):
         return_dict: bool | None = None,
     ) -> RNNSeq2SeqEncoderOutput | tuple:
         # `output_attentions` is accepted because generate() passes it; the encoder has no attention of its own.
-        _check_ids("input_ids", input_ids, self.config.vocab_size)
-        input_ids = input_ids.long()
+        input_ids = _check_ids("input_ids", input_ids, self.config.vocab_size)
         batch_size, source_length = input_ids.shape
         if attention_mask is None:
             if self.config.pad_token_id is not None and bool((input_ids == self.config.pad_token_id).any()):
@@ -628,8 +629,7 @@ class RNNSeq2SeqModel(RNNSeq2SeqPreTrainedModel):
 
         if decoder_input_ids is None:
             raise ValueError("Pass `decoder_input_ids` (or `labels`, from which they are derived).")
-        _check_ids("decoder_input_ids", decoder_input_ids, self.config.vocab_size)
-        decoder_input_ids = decoder_input_ids.long()
+        decoder_input_ids = _check_ids("decoder_input_ids", decoder_input_ids, self.config.vocab_size)
         if decoder_input_ids.shape[0] != batch_size:
             raise ValueError(
                 f"`decoder_input_ids` has batch size {decoder_input_ids.shape[0]} but the source has {batch_size}."
@@ -802,8 +802,7 @@ class RNNSeq2SeqForConditionalGeneration(RNNSeq2SeqPreTrainedModel, GenerationMi
         """
         return_dict = return_dict if return_dict is not None else self.config.return_dict
         if labels is not None:
-            _check_ids("labels", labels, self.config.vocab_size, allow_ignore_index=True)
-            labels = labels.long()
+            labels = _check_ids("labels", labels, self.config.vocab_size, allow_ignore_index=True)
             if decoder_input_ids is None:
                 decoder_input_ids = self.prepare_decoder_input_ids_from_labels(labels)
             elif decoder_input_ids.shape != labels.shape:
