@@ -7,11 +7,20 @@ Importing the package registers `model_type="rnn_seq2seq"` with `AutoConfig`, `A
 from transformers import AutoConfig, AutoModel, AutoModelForSeq2SeqLM
 
 from .configuration_rnn_seq2seq import RNNSeq2SeqConfig
+from .data_rnn_seq2seq import (
+    DataCollatorForCopySeq2Seq,
+    batch_decode_with_source_oovs,
+    decode_with_source_oovs,
+    prepare_copy_inputs,
+)
 from .modeling_rnn_seq2seq import (
+    CoveragePenaltyLogitsProcessor,
     RNNSeq2SeqCache,
     RNNSeq2SeqEncoderOutput,
     RNNSeq2SeqForConditionalGeneration,
+    RNNSeq2SeqLMOutput,
     RNNSeq2SeqModel,
+    RNNSeq2SeqModelOutput,
     RNNSeq2SeqPreTrainedModel,
     shift_tokens_right,
 )
@@ -25,12 +34,19 @@ AutoModel.register(RNNSeq2SeqConfig, RNNSeq2SeqModel)
 AutoModelForSeq2SeqLM.register(RNNSeq2SeqConfig, RNNSeq2SeqForConditionalGeneration)
 
 __all__ = [
+    "CoveragePenaltyLogitsProcessor",
+    "DataCollatorForCopySeq2Seq",
     "RNNSeq2SeqCache",
     "RNNSeq2SeqConfig",
     "RNNSeq2SeqEncoderOutput",
     "RNNSeq2SeqForConditionalGeneration",
+    "RNNSeq2SeqLMOutput",
     "RNNSeq2SeqModel",
+    "RNNSeq2SeqModelOutput",
     "RNNSeq2SeqPreTrainedModel",
     "__version__",
+    "batch_decode_with_source_oovs",
+    "decode_with_source_oovs",
+    "prepare_copy_inputs",
     "shift_tokens_right",
 ]

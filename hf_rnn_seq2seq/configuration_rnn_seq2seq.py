@@ -55,6 +55,28 @@ class RNNSeq2SeqConfig(PreTrainedConfig):
             `"last"` (the encoder's final state of the matching layer, both directions concatenated; needs
             `encoder_output_size == hidden_size`) or `"dense"` (a learned `tanh(W [all final states])`, which works for
             any layer counts and sizes).
+        use_copy (`bool`, *optional*, defaults to `False`):
+            Pointer-generator copying (See et al. 2017): at each step a gate `p_gen` mixes the vocabulary distribution
+            with the attention distribution scattered onto the source token ids, so the model can copy source tokens.
+            With copy on, `logits` are the log of that mixture (normalised log-probabilities). Needs attention.
+        copy_extended_vocab (`bool`, *optional*, defaults to `False`):
+            With `use_copy`, give source tokens that are outside the vocabulary (read as `unk_token_id`) temporary
+            per-example ids `vocab_size … vocab_size + max_source_oovs − 1`, so that the model can emit words it has
+            never seen. The source then also comes as `extended_input_ids` and labels may use the extended ids (see
+            `hf_rnn_seq2seq.prepare_copy_inputs`); `logits` have width `vocab_size + max_source_oovs`, and extended
+            ids fed back to the decoder are read as `unk_token_id`. Off (the default), copied mass goes to the source's
+            own ids and every id stays below `vocab_size`, so any tokenizer and any HF script work unchanged.
+        max_source_oovs (`int`, *optional*, defaults to 50):
+            Number of extended ids per example (`copy_extended_vocab=True` only); further source OOVs stay unknown.
+        use_coverage (`bool`, *optional*, defaults to `False`):
+            Coverage (See et al. 2017): the sum of the previous steps' attention, `c^t = Σ_{t'<t} a^{t'}`, is a feature
+            of the attention scores, so the decoder knows what it has already attended to. Needs attention. A model
+            trained without coverage loads into a config with coverage on: the new weights start at zero, so it
+            computes exactly what it did before until training moves them (the paper's recipe: train without, then
+            switch coverage on for a short final phase).
+        coverage_loss_weight (`float`, *optional*, defaults to 1.0):
+            Weight λ of the coverage loss `Σ_i min(a^t_i, c^t_i)` added to each target token's loss (`use_coverage`
+            only; 0 turns the loss off but keeps the coverage feature).
         tie_word_embeddings (`bool`, *optional*, defaults to `True`):
             Share the output projection with the decoder's input embedding. When `embedding_size != hidden_size`, a
             bias-free `H → E` projection is put in front of the tied output layer.
@@ -100,6 +122,11 @@ class RNNSeq2SeqConfig(PreTrainedConfig):
     attention_type: Literal["none", "dot", "general", "additive"] = "general"
     input_feeding: bool = True
     bridge: Literal["zeros", "last", "dense"] = "dense"
+    use_copy: bool = False
+    copy_extended_vocab: bool = False
+    max_source_oovs: int = 50
+    use_coverage: bool = False
+    coverage_loss_weight: float | int = 1.0
     tie_word_embeddings: bool = True
     share_encoder_decoder_embeddings: bool = True
     label_smoothing: float | int = 0.0
@@ -124,6 +151,11 @@ class RNNSeq2SeqConfig(PreTrainedConfig):
         """Width `He` of the encoder outputs: per-direction size × number of directions."""
         return self.encoder_hidden_size_per_direction * (2 if self.bidirectional_encoder else 1)
 
+    @property
+    def extended_vocab_size(self) -> int:
+        """Width of the output distribution: `vocab_size`, plus `max_source_oovs` with an extended copy vocabulary."""
+        return self.vocab_size + (self.max_source_oovs if self.use_copy and self.copy_extended_vocab else 0)
+
     def validate_sizes(self):
         """Sizes and counts are positive; probabilities are in range."""
         for name in ("vocab_size", "embedding_size", "hidden_size", "encoder_layers", "decoder_layers"):
@@ -142,6 +174,10 @@ class RNNSeq2SeqConfig(PreTrainedConfig):
             raise ValueError(f"`dropout` must be in [0, 1), got {self.dropout}.")
         if not 0.0 <= self.label_smoothing < 1.0:
             raise ValueError(f"`label_smoothing` must be in [0, 1), got {self.label_smoothing}.")
+        if self.max_source_oovs < 1:
+            raise ValueError(f"`max_source_oovs` must be a positive integer, got {self.max_source_oovs}.")
+        if self.coverage_loss_weight < 0:
+            raise ValueError(f"`coverage_loss_weight` must be >= 0, got {self.coverage_loss_weight}.")
         if self.initializer_range <= 0:
             raise ValueError(f"`initializer_range` must be positive, got {self.initializer_range}.")
 
@@ -158,6 +194,14 @@ class RNNSeq2SeqConfig(PreTrainedConfig):
                 "`input_feeding=True` feeds the previous attentional vector and needs attention; with "
                 "`attention_type='none'` set `input_feeding=False`."
             )
+        for name in ("use_copy", "use_coverage"):
+            if getattr(self, name) and self.attention_type == "none":
+                raise ValueError(
+                    f"`{name}=True` works on the attention distribution and needs attention; with "
+                    "`attention_type='none'` there is none. Choose 'dot', 'general' or 'additive'."
+                )
+        if self.copy_extended_vocab and not self.use_copy:
+            raise ValueError("`copy_extended_vocab=True` is an option of the copy mechanism: set `use_copy=True` too.")
         if self.bridge == "last" and he != h:
             raise ValueError(
                 f"`bridge='last'` copies the encoder's final state into the decoder, so it needs "
@@ -177,6 +221,10 @@ class RNNSeq2SeqConfig(PreTrainedConfig):
                 raise ValueError(f"`{name}` must be in [0, vocab_size={self.vocab_size}), got {value}.")
         if self.decoder_start_token_id is None:
             raise ValueError("`decoder_start_token_id` must be set: the decoder's first input is this token.")
+        if self.copy_extended_vocab and self.unk_token_id is None:
+            raise ValueError(
+                "`copy_extended_vocab=True` needs `unk_token_id`: extended ids fed back to the decoder are read as it."
+            )
         if self.pad_token_id is None:
             raise ValueError("`pad_token_id` must be set: padding and the -100 positions of shifted labels use it.")
 

@@ -1,12 +1,14 @@
 # Copyright 2026 The hf-rnn-seq2seq authors. Licensed under the Apache License, Version 2.0.
-"""RNN encoder-decoder with attention (Sutskever et al. 2014; Bahdanau et al. 2015; Luong et al. 2015) as a
-transformers model.
+"""RNN encoder-decoder with attention (Sutskever et al. 2014; Bahdanau et al. 2015; Luong et al. 2015), copy and
+coverage (See et al. 2017) as a transformers model.
 
     source ids ─► embedding ─► (bi)LSTM/GRU encoder ─► encoder states h_1..h_S ─┐
                                       │ final states                             │ attention (dot/general/additive)
                                       ▼                                          ▼
     target ids ─► embedding ─► [ ; previous attentional vector] ─► LSTM/GRU decoder s_t ─► context c_t
                                                                   h̃_t = tanh(W_c [c_t; s_t]) ─► vocabulary logits
+    copy (optional):     P(w) = p_gen · P_vocab(w) + (1 − p_gen) · Σ_{i: x_i = w} a_{t,i}
+    coverage (optional): c^t = Σ_{t'<t} a^{t'} is a feature of the attention scores and of the loss
 
 Shape legend, used in every shape comment of this file:
     B   batch size (times beams during beam search)
@@ -14,7 +16,8 @@ Shape legend, used in every shape comment of this file:
     E   embedding size                     H   decoder hidden size (= attentional vector size)
     He  encoder output size (directions × per-direction size)
     Le  encoder layers                     L   decoder layers
-    V   vocabulary size
+    V   vocabulary size                    Vx  output width: V, or V + K with an extended copy vocabulary
+    K   extended (per-example OOV) copy ids, `max_source_oovs`
 
 Every tensor is batch-first except the RNN's own recurrent state, which torch keeps as (L, B, H).
 One code path serves training and inference: `forward` with the full target, and `generate()` feeding one token per
@@ -27,7 +30,7 @@ import torch
 import torch.nn.functional as F
 from safetensors import SafetensorError
 from torch import nn
-from transformers import GenerationMixin, PreTrainedModel
+from transformers import GenerationMixin, LogitsProcessor, LogitsProcessorList, PreTrainedModel
 from transformers import initialization as init
 from transformers.cache_utils import Cache
 from transformers.modeling_outputs import ModelOutput, Seq2SeqLMOutput, Seq2SeqModelOutput
@@ -113,20 +116,62 @@ class RNNSeq2SeqEncoderOutput(ModelOutput):
             The LSTM's final cell states (`None` for GRU).
         hidden_states (`tuple(torch.FloatTensor)`, *optional*):
             With `output_hidden_states=True`: the embedding output `(B, S, E)` and the top-layer states `(B, S, He)`.
+        source_ids (`torch.LongTensor` of shape `(batch_size, source_length)`, *optional*):
+            With `use_copy`: the source token ids, onto which the copy mechanism scatters the attention. Kept here
+            because `generate()` calls the decoder with the encoder outputs only (and expands them for beams).
     """
 
     last_hidden_state: torch.FloatTensor | None = None
     final_hidden_state: torch.FloatTensor | None = None
     final_cell_state: torch.FloatTensor | None = None
     hidden_states: tuple[torch.FloatTensor, ...] | None = None
+    source_ids: torch.LongTensor | None = None
+
+
+@dataclass
+class RNNSeq2SeqModelOutput(Seq2SeqModelOutput):
+    """
+    [`Seq2SeqModelOutput`] plus what the copy and coverage mechanisms need, returned whenever they apply:
+
+    Args:
+        alignment (`torch.FloatTensor` of shape `(batch_size, target_length, source_length)`, *optional*):
+            The attention distribution `a_t` of every step (`None` without attention).
+        p_gen (`torch.FloatTensor` of shape `(batch_size, target_length)`, *optional*):
+            With `use_copy`: the probability of generating from the vocabulary rather than copying.
+        coverage (`torch.FloatTensor` of shape `(batch_size, target_length, source_length)`, *optional*):
+            With `use_coverage`: the coverage vector `c^t = Σ_{t'<t} a^{t'}` each step's attention saw.
+    """
+
+    alignment: torch.FloatTensor | None = None
+    p_gen: torch.FloatTensor | None = None
+    coverage: torch.FloatTensor | None = None
+
+
+@dataclass
+class RNNSeq2SeqLMOutput(Seq2SeqLMOutput):
+    """
+    [`Seq2SeqLMOutput`] plus, with `output_attentions=True`, what shows how the output was made:
+
+    Args:
+        p_gen (`torch.FloatTensor` of shape `(batch_size, target_length)`, *optional*):
+            With `use_copy`: the probability of generating from the vocabulary at each step (1 − p_gen is the copy
+            probability; the alignment under `cross_attentions` says what was copied).
+        coverage (`torch.FloatTensor` of shape `(batch_size, target_length, source_length)`, *optional*):
+            With `use_coverage`: the coverage vector each step's attention saw.
+    """
+
+    p_gen: torch.FloatTensor | None = None
+    coverage: torch.FloatTensor | None = None
 
 
 class RNNSeq2SeqCache(Cache):
     """The decoder's recurrent state between calls: what a KV cache is to a Transformer.
 
     Holds the RNN state `hidden` (and `cell` for LSTM), each `(L, B, H)`; the previous attentional vector
-    `input_feed` `(B, H)` when input feeding is on; and the attention keys `(B, S, H)`, which depend on the source
-    only and are computed once per source. `forward` updates it in place and returns it under `cache`.
+    `input_feed` `(B, H)` when input feeding is on; the attention keys `(B, S, H)`, which depend on the source
+    only and are computed once per source; and, with attention, the `coverage` `(B, S)` (the sum of all attention
+    distributions so far, i.e. `c^{t+1}`) and the last step's attention `last_attention` `(B, S)`, which the coverage
+    model and the coverage penalty read. `forward` updates it in place and returns it under `cache`.
 
     Beam search reorders it with `reorder_cache(beam_idx)`. The keys are not reordered: `beam_idx` only moves
     hypotheses within one example's group of beams, whose source rows are identical copies.
@@ -141,6 +186,8 @@ class RNNSeq2SeqCache(Cache):
         cell: torch.Tensor | None,
         input_feed: torch.Tensor | None,
         attention_keys: torch.Tensor | None,
+        coverage: torch.Tensor | None = None,
+        last_attention: torch.Tensor | None = None,
         seen_tokens: int = 0,
     ):
         super().__init__(layers=[])
@@ -148,6 +195,8 @@ class RNNSeq2SeqCache(Cache):
         self.cell = cell  # (L, B, H) or None
         self.input_feed = input_feed  # (B, H) or None
         self.attention_keys = attention_keys  # (B, S, H) or None
+        self.coverage = coverage  # (B, S) or None
+        self.last_attention = last_attention  # (B, S) or None
         self.seen_tokens = seen_tokens
 
     def __len__(self) -> int:
@@ -177,6 +226,8 @@ class RNNSeq2SeqCache(Cache):
         self.hidden = fn(self.hidden, 1)
         self.cell = None if self.cell is None else fn(self.cell, 1)
         self.input_feed = None if self.input_feed is None else fn(self.input_feed, 0)
+        self.coverage = None if self.coverage is None else fn(self.coverage, 0)
+        self.last_attention = None if self.last_attention is None else fn(self.last_attention, 0)
         if keys_too and self.attention_keys is not None:
             self.attention_keys = fn(self.attention_keys, 0)
 
@@ -207,6 +258,12 @@ class RNNSeq2SeqAttention(nn.Module):
     a_t = softmax_i(score(s_t, h_i))  over real (non-padding) source positions
     c_t = Σ_i a_{t,i} h_i
     h̃_t = tanh(W_c [c_t; s_t])
+
+    With coverage (See et al. 2017, eq. 11) the key of source position i also carries its coverage c^t_i, through a
+    vector w_c (initialised to zero, so a model without coverage is unchanged when it is switched on):
+
+    score(s_t, h_i) = vᵀ tanh(W_s s_t + W_h h_i + w_c c^t_i + b)     (additive: the paper's form)
+                    = s_tᵀ (W_a h_i + w_c c^t_i)                    (general; dot without W_a)
     """
 
     def __init__(self, config: RNNSeq2SeqConfig):
@@ -219,6 +276,7 @@ class RNNSeq2SeqAttention(nn.Module):
             self.query_proj = nn.Linear(h, h, bias=True)  # W_s, b
             self.score_proj = nn.Linear(h, 1, bias=False)  # v
         self.combine = nn.Linear(he + h, h, bias=False)  # W_c
+        self.coverage_weight = nn.Parameter(torch.zeros(h)) if config.use_coverage else None  # w_c
 
     def project_keys(self, encoder_states: torch.Tensor) -> torch.Tensor:
         """The source-only half of the score, computed once per source rather than once per step."""
@@ -232,18 +290,23 @@ class RNNSeq2SeqAttention(nn.Module):
         keys: torch.Tensor,  # (B, S, H) from project_keys
         encoder_states: torch.Tensor,  # (B, S, He)
         padding_mask: torch.Tensor,  # (B, 1, S) bool, True = padding (inverted once per call, not per step)
-    ) -> tuple[torch.Tensor, torch.Tensor]:
+        coverage: torch.Tensor | None = None,  # (B, T, S) c^t of each query step (use_coverage only)
+    ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
         if self.attention_type == "additive":
-            hidden = torch.tanh(self.query_proj(query).unsqueeze(2) + keys.unsqueeze(1))  # (B, T, S, H)
-            scores = self.score_proj(hidden).squeeze(-1)  # (B, T, S)
+            hidden = self.query_proj(query).unsqueeze(2) + keys.unsqueeze(1)  # (B, T, S, H)
+            if coverage is not None:
+                hidden = hidden + coverage.unsqueeze(-1) * self.coverage_weight  # + w_c c^t_i
+            scores = self.score_proj(torch.tanh(hidden)).squeeze(-1)  # (B, T, S)
         else:
             scores = query @ keys.transpose(1, 2)  # (B, T, H) x (B, H, S) -> (B, T, S)
+            if coverage is not None:
+                scores = scores + coverage * (query @ self.coverage_weight).unsqueeze(-1)  # + c^t_i (s_tᵀ w_c)
         # finfo.min rather than -inf: stays finite in half precision; every row has a real position (checked).
         scores = scores.masked_fill(padding_mask, torch.finfo(scores.dtype).min)
         weights = torch.softmax(scores.float(), dim=-1).to(encoder_states.dtype)  # (B, T, S)
         context = weights @ encoder_states  # (B, T, S) x (B, S, He) -> (B, T, He)
         attentional = torch.tanh(self.combine(torch.cat([context, query], dim=-1)))  # (B, T, H)
-        return attentional, weights
+        return attentional, weights, context
 
 
 class RNNSeq2SeqEncoder(nn.Module):
@@ -310,9 +373,10 @@ class RNNSeq2SeqEncoder(nn.Module):
         final_hidden = self._batch_first(final_hidden)  # (Le·D, B, He/D) -> (B, Le, He)
         final_cell = None if final_cell is None else self._batch_first(final_cell)
         hidden_states = (embeds, states) if output_hidden_states else None
+        source_ids = input_ids if self.config.use_copy else None
         if return_dict is False:
             return tuple(v for v in (states, final_hidden, final_cell, hidden_states) if v is not None)
-        return RNNSeq2SeqEncoderOutput(states, final_hidden, final_cell, hidden_states)
+        return RNNSeq2SeqEncoderOutput(states, final_hidden, final_cell, hidden_states, source_ids)
 
     def _batch_first(self, state: torch.Tensor) -> torch.Tensor:
         """(Le·D, B, He/D) as torch returns it -> (B, Le, He) with the directions of a layer concatenated."""
@@ -358,12 +422,29 @@ class RNNSeq2SeqBridge(nn.Module):
         ]
 
 
-class RNNSeq2SeqDecoder(nn.Module):
-    """Embedding → LSTM/GRU → attention → attentional vector h̃_t, for any number of steps from a given state.
+@dataclass
+class _DecoderOutput:
+    """What one decoder call returns (internal)."""
 
-    Without input feeding the RNN runs over all steps in one call and attention is computed for all steps at once.
-    With input feeding step t needs h̃_{t-1}, so it steps; the part of the first layer's input projection that
-    depends on the embeddings only, `W_e · emb(y_t) + b`, is computed for all steps before the loop.
+    attentional: torch.Tensor  # (B, T, H) h̃_t, after dropout
+    alignment: torch.Tensor | None  # (B, T, S) a_t
+    p_gen: torch.Tensor | None  # (B, T)
+    coverage: torch.Tensor | None  # (B, T, S) c^t seen by each step (use_coverage only)
+    next_coverage: torch.Tensor | None  # (B, S) Σ of all attention so far: the next call's c^t
+    state: list[torch.Tensor]  # [h (L, B, H)] + [c (L, B, H)] for LSTM
+    input_feed: torch.Tensor | None  # (B, H)
+    embeds: torch.Tensor  # (B, T, E)
+    rnn_outputs: torch.Tensor  # (B, T, H) s_t
+
+
+class RNNSeq2SeqDecoder(nn.Module):
+    """Embedding → LSTM/GRU → attention → attentional vector h̃_t (and the copy gate p_gen), for any number of steps
+    from a given state.
+
+    Without input feeding the RNN runs over all steps in one call, and so does attention unless coverage makes each
+    step's attention depend on the earlier ones. With input feeding step t needs h̃_{t-1}, so it steps; the part of
+    the first layer's input projection that depends on the embeddings only, `W_e · emb(y_t) + b`, is computed for all
+    steps before the loop.
     """
 
     def __init__(self, config: RNNSeq2SeqConfig, embed_tokens: nn.Embedding):
@@ -373,6 +454,7 @@ class RNNSeq2SeqDecoder(nn.Module):
         self.dropout = nn.Dropout(config.dropout)
         self.is_lstm = config.cell_type == "lstm"
         self.input_feeding = config.input_feeding
+        self.use_coverage = config.use_coverage
         rnn_class = nn.LSTM if self.is_lstm else nn.GRU
         input_size = config.embedding_size + (config.hidden_size if config.input_feeding else 0)
         self.rnn = rnn_class(
@@ -383,6 +465,11 @@ class RNNSeq2SeqDecoder(nn.Module):
             dropout=config.dropout if config.decoder_layers > 1 else 0.0,
         )
         self.attention = RNNSeq2SeqAttention(config) if config.attention_type != "none" else None
+        if config.use_copy:
+            # p_gen = σ(w_cᵀ c_t + w_sᵀ s_t + w_xᵀ x_t + b) (See et al. 2017, eq. 8): one map of [c_t; s_t; x_t]
+            self.copy_gate = nn.Linear(config.encoder_output_size + config.hidden_size + config.embedding_size, 1)
+        else:
+            self.copy_gate = None
 
     def forward(
         self,
@@ -392,23 +479,51 @@ class RNNSeq2SeqDecoder(nn.Module):
         padding_mask: torch.Tensor,  # (B, 1, S) bool, True = padding
         state: list[torch.Tensor],  # [h (L, B, H)] + [c (L, B, H)] for LSTM
         input_feed: torch.Tensor | None,  # (B, H)
-    ):
+        coverage: torch.Tensor | None,  # (B, S) Σ of the attention of all earlier steps (None without attention)
+    ) -> _DecoderOutput:
         embeds = self.dropout(self.embed_tokens(input_ids))  # (B, T, E)
         if self.input_feeding:
-            rnn_outputs, attentional, weights, state, input_feed = self._input_feeding_loop(
-                embeds, encoder_states, attention_keys, padding_mask, state, input_feed
+            rnn_outputs, steps, state, input_feed, coverage = self._input_feeding_loop(
+                embeds, encoder_states, attention_keys, padding_mask, state, input_feed, coverage
             )
         else:
             rnn_outputs, final = self.rnn(embeds, tuple(state) if self.is_lstm else state[0])  # (B, T, H)
             state = list(final) if self.is_lstm else [final]
             if self.attention is None:
-                attentional, weights = rnn_outputs, None  # the fixed-context decoder: no attention
+                steps = None  # the fixed-context decoder: no attention
+            elif self.use_coverage:  # step t's attention depends on the earlier steps' through the coverage
+                steps = []
+                for query in rnn_outputs.split(1, dim=1):  # T × (B, 1, H)
+                    step, coverage = self._attend(query, encoder_states, attention_keys, padding_mask, coverage)
+                    steps.append(step)
             else:
-                attentional, weights = self.attention(rnn_outputs, attention_keys, encoder_states, padding_mask)
-            attentional = self.dropout(attentional)  # (B, T, H)
-        return attentional, weights, state, input_feed, (embeds, rnn_outputs)
+                steps = [self.attention(rnn_outputs, attention_keys, encoder_states, padding_mask)]
+                coverage = coverage + steps[0][1].sum(dim=1)  # (B, S)
 
-    def _input_feeding_loop(self, embeds, encoder_states, attention_keys, padding_mask, state, input_feed):
+        if steps is None:
+            attentional, weights, context, coverages = rnn_outputs, None, None, None
+        else:
+            columns = list(zip(*steps, strict=True))  # (attentional, weights, context[, c^t]) of each step
+            attentional, weights, context = (torch.cat(column, dim=1) for column in columns[:3])
+            coverages = torch.cat(columns[3], dim=1) if self.use_coverage else None  # (B, T, S)
+        if not self.input_feeding:
+            attentional = self.dropout(attentional)  # (B, T, H); the loop applies it per step
+        p_gen = None
+        if self.copy_gate is not None:
+            gate_inputs = torch.cat([context, rnn_outputs, embeds], dim=-1)  # (B, T, He + H + E)
+            p_gen = torch.sigmoid(self.copy_gate(gate_inputs)).squeeze(-1)  # (B, T)
+        return _DecoderOutput(attentional, weights, p_gen, coverages, coverage, state, input_feed, embeds, rnn_outputs)
+
+    def _attend(self, query, encoder_states, attention_keys, padding_mask, coverage):
+        """Attention for one step `query` (B, 1, H) given c^t = `coverage` (B, S); returns the step's
+        (attentional, weights, context, c^t as (B, 1, S)) and c^{t+1} = c^t + a_t."""
+        coverage_t = coverage.unsqueeze(1)  # (B, 1, S)
+        attentional, weights, context = self.attention(
+            query, attention_keys, encoder_states, padding_mask, coverage_t if self.use_coverage else None
+        )
+        return (attentional, weights, context, coverage_t), coverage + weights.squeeze(1)
+
+    def _input_feeding_loop(self, embeds, encoder_states, attention_keys, padding_mask, state, input_feed, coverage):
         rnn, emb_size = self.rnn, self.config.embedding_size
         # Layer 0's input is [emb(y_t); h̃_{t-1}], so W_ih · x = W_e · emb(y_t) + W_f · h̃_{t-1}.
         w_ih = rnn.weight_ih_l0  # (G·H, E + H), G = 4 gates (LSTM) or 3 (GRU)
@@ -427,7 +542,7 @@ class RNNSeq2SeqDecoder(nn.Module):
         ]
         hidden = list(state[0].unbind(0))  # L × (B, H)
         cell = list(state[1].unbind(0)) if self.is_lstm else None
-        rnn_outputs, attentionals, all_weights = [], [], []
+        rnn_outputs, steps = [], []
         for t in range(len(embed_gates)):
             x = None
             for k, (w_ih_k, w_hh_k, b_ih_k, b_hh_k) in enumerate(layer_weights):
@@ -442,20 +557,15 @@ class RNNSeq2SeqDecoder(nn.Module):
                     hidden[k] = _gru_cell(input_gates, hidden_gates, hidden[k])
                 x = hidden[k]
             query = x.unsqueeze(1)  # (B, 1, H)
-            attentional, weights = self.attention(query, attention_keys, encoder_states, padding_mask)
+            (attentional, *rest), coverage = self._attend(
+                query, encoder_states, attention_keys, padding_mask, coverage
+            )
             attentional = self.dropout(attentional)  # (B, 1, H)
             input_feed = attentional.squeeze(1)
             rnn_outputs.append(query)
-            attentionals.append(attentional)
-            all_weights.append(weights)
+            steps.append((attentional, *rest))
         state = [torch.stack(hidden)] + ([torch.stack(cell)] if self.is_lstm else [])  # (L, B, H)
-        return (
-            torch.cat(rnn_outputs, dim=1),  # (B, T, H)
-            torch.cat(attentionals, dim=1),  # (B, T, H)
-            torch.cat(all_weights, dim=1),  # (B, T, S)
-            state,
-            input_feed,
-        )
+        return torch.cat(rnn_outputs, dim=1), steps, state, input_feed, coverage  # rnn outputs (B, T, H)
 
     def _between_layers(self, x: torch.Tensor) -> torch.Tensor:
         # nn.LSTM/GRU's inter-layer dropout, which the loop applies by hand.
@@ -509,6 +619,9 @@ class RNNSeq2SeqPreTrainedModel(PreTrainedModel):
                     init.uniform_(param, -r, r)
                 else:
                     init.zeros_(param)
+        elif isinstance(module, RNNSeq2SeqAttention) and module.coverage_weight is not None:
+            # Zero: switching coverage on in a trained model (See et al.'s recipe) leaves its outputs unchanged.
+            init.zeros_(module.coverage_weight)
 
     def resize_token_embeddings(self, new_num_tokens=None, pad_to_multiple_of=None, mean_resizing=True):
         """Resizes the source embeddings, the target embeddings (when not shared) and the output layer, keeping ties."""
@@ -589,7 +702,7 @@ class RNNSeq2SeqModel(RNNSeq2SeqPreTrainedModel):
         output_attentions: bool | None = None,
         output_hidden_states: bool | None = None,
         return_dict: bool | None = None,
-    ) -> Seq2SeqModelOutput | tuple:
+    ) -> RNNSeq2SeqModelOutput | tuple:
         r"""
         input_ids (`torch.LongTensor` of shape `(batch_size, source_length)`):
             Source token ids. Not needed when `encoder_outputs` is given.
@@ -629,7 +742,12 @@ class RNNSeq2SeqModel(RNNSeq2SeqPreTrainedModel):
 
         if decoder_input_ids is None:
             raise ValueError("Pass `decoder_input_ids` (or `labels`, from which they are derived).")
-        decoder_input_ids = _check_ids("decoder_input_ids", decoder_input_ids, self.config.vocab_size)
+        decoder_input_ids = _check_ids("decoder_input_ids", decoder_input_ids, self.config.extended_vocab_size)
+        if self.config.extended_vocab_size > self.config.vocab_size:
+            # Extended copy ids (a copied source OOV fed back, or a shifted label) are unknown words to the embedding.
+            decoder_input_ids = decoder_input_ids.masked_fill(
+                decoder_input_ids >= self.config.vocab_size, self.config.unk_token_id
+            )
         if decoder_input_ids.shape[0] != batch_size:
             raise ValueError(
                 f"`decoder_input_ids` has batch size {decoder_input_ids.shape[0]} but the source has {batch_size}."
@@ -656,38 +774,49 @@ class RNNSeq2SeqModel(RNNSeq2SeqPreTrainedModel):
                     f"have length {source_length}: a cache belongs to the source it was started with."
                 )
             state = [cache.hidden] + ([cache.cell] if self.is_lstm else [])
-            input_feed, attention_keys = cache.input_feed, cache.attention_keys
+            input_feed, attention_keys, coverage = cache.input_feed, cache.attention_keys, cache.coverage
         else:  # first step, or any cache that is not ours (e.g. a key/value cache made by generic code)
             cache = None
             state = self._initial_state(encoder_outputs, batch_size)
             input_feed = (
                 encoder_states.new_zeros(batch_size, self.config.hidden_size) if self.decoder.input_feeding else None
             )
-            attention_keys = (
-                None if self.decoder.attention is None else self.decoder.attention.project_keys(encoder_states)
-            )
+            attention_keys, coverage = None, None
+            if self.decoder.attention is not None:
+                attention_keys = self.decoder.attention.project_keys(encoder_states)  # (B, S, H)
+                coverage = encoder_states.new_zeros(batch_size, source_length)  # (B, S) c^1 = 0
 
-        attentional, weights, state, input_feed, (embeds, rnn_outputs) = self.decoder(
-            decoder_input_ids, encoder_states, attention_keys, ~source_mask.unsqueeze(1), state, input_feed
+        decoded = self.decoder(
+            decoder_input_ids, encoder_states, attention_keys, ~source_mask.unsqueeze(1), state, input_feed, coverage
         )
+        weights = decoded.alignment  # (B, T, S) or None
 
         if use_cache:
             if cache is None:
-                cache = RNNSeq2SeqCache(state[0], state[1] if self.is_lstm else None, input_feed, attention_keys)
+                cache = RNNSeq2SeqCache(
+                    decoded.state[0], decoded.state[1] if self.is_lstm else None, decoded.input_feed, attention_keys
+                )
             else:
-                cache.hidden, cache.input_feed = state[0], input_feed
-                cache.cell = state[1] if self.is_lstm else None
+                cache.hidden, cache.input_feed = decoded.state[0], decoded.input_feed
+                cache.cell = decoded.state[1] if self.is_lstm else None
+            cache.coverage = decoded.next_coverage
+            cache.last_attention = None if weights is None else weights[:, -1]
             cache.seen_tokens += decoder_input_ids.shape[1]
         else:
             cache = None
 
-        output = Seq2SeqModelOutput(
-            last_hidden_state=attentional,
+        output = RNNSeq2SeqModelOutput(
+            last_hidden_state=decoded.attentional,
             cache=cache,
-            decoder_hidden_states=(embeds, rnn_outputs, attentional) if output_hidden_states else None,
+            decoder_hidden_states=(
+                (decoded.embeds, decoded.rnn_outputs, decoded.attentional) if output_hidden_states else None
+            ),
             cross_attentions=(weights.unsqueeze(1),) if output_attentions and weights is not None else None,
             encoder_last_hidden_state=encoder_states,
             encoder_hidden_states=encoder_outputs.hidden_states if output_hidden_states else None,
+            alignment=weights,
+            p_gen=decoded.p_gen,
+            coverage=decoded.coverage,
         )
         return output if return_dict else output.to_tuple()
 
@@ -712,8 +841,86 @@ class RNNSeq2SeqModel(RNNSeq2SeqPreTrainedModel):
         return RNNSeq2SeqEncoderOutput(*parts, encoder_outputs[n_states] if len(encoder_outputs) > n_states else None)
 
 
+class CoveragePenaltyLogitsProcessor(LogitsProcessor):
+    r"""
+    The coverage penalty of GNMT (Wu et al. 2016, eq. 14) for beam search with [`RNNSeq2SeqForConditionalGeneration`]:
+
+        cp(x; y) = β · Σ_i log(min(Σ_t a_{t,i}, 1))      (over the real source positions i)
+
+    cp is 0 for a hypothesis whose attention has covered every source token at least once, and increasingly negative
+    the more of the source it leaves unattended, so it favours translations that leave nothing out.
+
+    Beam search sums the processed scores of a hypothesis' steps, so at step t this processor adds the change of cp
+    caused by that step's attention, cp(x; y_≤t) − cp(x; y_<t), to every token of the hypothesis' row: a hypothesis'
+    running score is log P(y_≤t | x) + cp(x; y_≤t), and a finished one scores log P(y | x) + cp(x; y). transformers'
+    `length_penalty` then divides the whole score by `length ** length_penalty` (GNMT divides the log-probability only).
+    Greedy search and sampling are unaffected (a constant per row changes neither the argmax nor the softmax).
+
+    Pass `coverage_penalty=β` to `generate()` (or set it in the generation config); the model creates this processor
+    and feeds it each step's attention. An instance put in `logits_processor` by hand is fed the same way.
+    """
+
+    def __init__(self, beta: float):
+        if not isinstance(beta, (int, float)) or isinstance(beta, bool) or beta < 0:
+            raise ValueError(f"`coverage_penalty` (β) must be a number >= 0, got {beta!r}.")
+        self.beta = float(beta)
+        self._delta = None  # (B,) change of cp at the current step
+        self._steps = 0
+
+    def observe(self, coverage: torch.Tensor, last_attention: torch.Tensor, source_mask: torch.Tensor | None) -> None:
+        """Reads the cache after a step: `coverage` = Σ of all attention so far (B, S), `last_attention` (B, S)."""
+        mask = torch.ones_like(coverage) if source_mask is None else source_mask.to(coverage.dtype)  # (B, S)
+
+        def penalty(total):  # (B, S) -> (B,)
+            return self.beta * (total.clamp(min=torch.finfo(total.dtype).tiny, max=1.0).log() * mask).sum(-1)
+
+        before = 0.0 if self._steps == 0 else penalty(coverage - last_attention)
+        self._delta = penalty(coverage) - before
+        self._steps += 1
+
+    def __call__(self, input_ids: torch.LongTensor, scores: torch.FloatTensor) -> torch.FloatTensor:
+        if self._delta is None:
+            raise ValueError(
+                "CoveragePenaltyLogitsProcessor needs the model's attention: pass `coverage_penalty=β` to "
+                "RNNSeq2SeqForConditionalGeneration.generate() (with use_cache=True)."
+            )
+        if self._delta.shape[0] != scores.shape[0]:
+            raise ValueError(f"Coverage penalty for {self._delta.shape[0]} rows, scores have {scores.shape[0]}.")
+        return scores + self._delta.to(scores.dtype).unsqueeze(-1)
+
+
+class _GenerationObserver:
+    """Reads each step's model outputs during one `generate()` call: per-step p_gen and coverage for the returned
+    output, and the attention for coverage-penalty processors."""
+
+    def __init__(self, penalties: list[CoveragePenaltyLogitsProcessor], trace: bool):
+        self.penalties, self.trace = penalties, trace
+        self.p_gen, self.coverage = [], []
+
+    def observe(self, outputs: "RNNSeq2SeqLMOutput", model_kwargs: dict) -> None:
+        if self.trace:
+            self.p_gen.append(outputs.p_gen)
+            self.coverage.append(outputs.coverage)
+        if self.penalties:
+            cache = model_kwargs.get("cache")
+            if not isinstance(cache, RNNSeq2SeqCache):
+                raise ValueError("The coverage penalty reads the recurrent state: generate with `use_cache=True`.")
+            for penalty in self.penalties:
+                penalty.observe(cache.coverage, cache.last_attention, model_kwargs.get("attention_mask"))
+
+    def annotate(self, result):
+        """Adds `p_gen` / `coverage` (tuples with one entry per step, like `cross_attentions`) to generate's output."""
+        if self.trace and isinstance(result, ModelOutput):
+            if self.p_gen and self.p_gen[0] is not None:
+                result["p_gen"] = tuple(self.p_gen)  # each (B·beams, T_step)
+            if self.coverage and self.coverage[0] is not None:
+                result["coverage"] = tuple(self.coverage)  # each (B·beams, T_step, S)
+        return result
+
+
 class RNNSeq2SeqForConditionalGeneration(RNNSeq2SeqPreTrainedModel, GenerationMixin):
-    """The encoder-decoder with its vocabulary projection and loss; use it with `generate()` and `Seq2SeqTrainer`."""
+    """The encoder-decoder with its vocabulary projection (and copy mixture) and loss; use it with `generate()` and
+    `Seq2SeqTrainer`."""
 
     # The loss is normalised by `num_items_in_batch` when the Trainer passes it, so gradient accumulation and
     # multi-process training average over target tokens exactly like one big batch.
@@ -733,6 +940,7 @@ class RNNSeq2SeqForConditionalGeneration(RNNSeq2SeqPreTrainedModel, GenerationMi
             "model.shared.weight" if config.share_encoder_decoder_embeddings else "model.decoder.embed_tokens.weight"
         )
         self._tied_weights_keys = {"lm_head.weight": source}
+        self._generation_observer = None
         self.post_init()
         if self.generation_config.max_length is None and self.generation_config.max_new_tokens is None:
             self.generation_config.max_length = DEFAULT_MAX_LENGTH
@@ -747,28 +955,67 @@ class RNNSeq2SeqForConditionalGeneration(RNNSeq2SeqPreTrainedModel, GenerationMi
         return self.model.encoder
 
     def generate(self, inputs=None, generation_config=None, **kwargs):
-        """`GenerationMixin.generate`, with one difference: outputs may run to `DEFAULT_MAX_LENGTH` tokens, not
-        transformers' 20, when no length limit is set anywhere. New models store that limit in their generation config
-        (so `Seq2SeqTrainer` and saved checkpoints see it); here it also covers a generation config without one, and
-        a call that passes only `max_new_tokens` overrides the stored default without transformers' "both
-        `max_new_tokens` and `max_length` set" warning.
+        """`GenerationMixin.generate`, with these additions:
+
+        - `coverage_penalty=β` (a keyword, or an attribute of the generation config): GNMT's coverage penalty for beam
+          search, see [`CoveragePenaltyLogitsProcessor`]. `length_penalty` is transformers' own: the final score of a
+          beam hypothesis is its summed score divided by `length ** length_penalty`.
+        - With `output_attentions=True, return_dict_in_generate=True`, the output also holds `p_gen` (copy models) and
+          `coverage` (coverage models): tuples with one tensor per step, beside `cross_attentions` (the attention).
+          Like `cross_attentions`, beam-search entries are per running beam; use `beam_indices` to follow a hypothesis.
+        - Outputs may run to `DEFAULT_MAX_LENGTH` tokens, not transformers' 20, when no length limit is set anywhere.
+          New models store that limit in their generation config (so `Seq2SeqTrainer` and saved checkpoints see it);
+          here it also covers a generation config without one, and a call that passes only `max_new_tokens`
+          overrides the stored default without transformers' "both `max_new_tokens` and `max_length` set" warning.
+        - With `copy_extended_vocab`, pass the source's `extended_input_ids`: generated ids `>= vocab_size` are copied
+          source OOVs (decode them with `hf_rnn_seq2seq.batch_decode_with_source_oovs`).
         """
         stored = self.generation_config
+        config = generation_config if generation_config is not None else stored
+        beta = kwargs.pop("coverage_penalty", None)
+        if beta is None:
+            beta = getattr(config, "coverage_penalty", None)
+        processors = LogitsProcessorList(kwargs.pop("logits_processor", None) or [])
+        if beta:
+            if self.config.attention_type == "none":
+                raise ValueError("`coverage_penalty` sums the attention, and this model has `attention_type='none'`.")
+            processors.append(CoveragePenaltyLogitsProcessor(beta))
+        penalties = [p for p in processors if isinstance(p, CoveragePenaltyLogitsProcessor)]
+        if penalties and kwargs.get("use_cache", config.use_cache) is False:
+            raise ValueError("The coverage penalty reads the recurrent state: generate with `use_cache=True`.")
+        trace = bool(kwargs.get("output_attentions", config.output_attentions)) and bool(
+            kwargs.get("return_dict_in_generate", config.return_dict_in_generate)
+        )
+
         if all(kwargs.get(key) is None for key in ("max_length", "max_new_tokens")) and all(
             c.max_length is None and c.max_new_tokens is None for c in (generation_config, stored) if c is not None
         ):
             kwargs["max_length"] = DEFAULT_MAX_LENGTH
-        if (
+        # our own stored default must not count as a user-set max_length when the call sets max_new_tokens
+        clear_default = (
             kwargs.get("max_new_tokens") is not None
             and kwargs.get("max_length") is None
             and stored.max_length == DEFAULT_MAX_LENGTH
-        ):
-            stored.max_length = None  # our own default must not count as a user-set max_length for this call
-            try:
-                return super().generate(inputs, generation_config, **kwargs)
-            finally:
+        )
+        observer = _GenerationObserver(penalties, trace) if penalties or trace else None
+        self._generation_observer = observer
+        if clear_default:
+            stored.max_length = None
+        try:
+            result = super().generate(inputs, generation_config, logits_processor=processors, **kwargs)
+        finally:
+            self._generation_observer = None
+            if clear_default:
                 stored.max_length = DEFAULT_MAX_LENGTH
-        return super().generate(inputs, generation_config, **kwargs)
+        return result if observer is None else observer.annotate(result)
+
+    def _update_model_kwargs_for_generation(self, outputs, model_kwargs, is_encoder_decoder=False, num_new_tokens=1):
+        model_kwargs = super()._update_model_kwargs_for_generation(
+            outputs, model_kwargs, is_encoder_decoder=is_encoder_decoder, num_new_tokens=num_new_tokens
+        )
+        if self._generation_observer is not None:  # called once per step, right after the forward
+            self._generation_observer.observe(outputs, model_kwargs)
+        return model_kwargs
 
     def prepare_decoder_input_ids_from_labels(self, labels: torch.Tensor) -> torch.Tensor:
         return shift_tokens_right(labels, self.config.pad_token_id, self.config.decoder_start_token_id)
@@ -783,26 +1030,41 @@ class RNNSeq2SeqForConditionalGeneration(RNNSeq2SeqPreTrainedModel, GenerationMi
         cache: RNNSeq2SeqCache | None = None,
         use_cache: bool | None = None,
         labels: torch.LongTensor | None = None,
+        extended_input_ids: torch.LongTensor | None = None,
         output_attentions: bool | None = None,
         output_hidden_states: bool | None = None,
         return_dict: bool | None = None,
         num_items_in_batch: int | torch.Tensor | None = None,
-    ) -> Seq2SeqLMOutput | tuple:
+    ) -> RNNSeq2SeqLMOutput | tuple:
         r"""
         labels (`torch.LongTensor` of shape `(batch_size, target_length)`, *optional*):
             Target ids; -100 marks positions the loss ignores. When `decoder_input_ids` is absent it is `labels`
-            shifted right (see `prepare_decoder_input_ids_from_labels`).
+            shifted right (see `prepare_decoder_input_ids_from_labels`). With `copy_extended_vocab` they may hold
+            extended ids (`vocab_size + i` for the example's i-th source OOV).
+        extended_input_ids (`torch.LongTensor` of shape `(batch_size, source_length)`, *optional*):
+            With `copy_extended_vocab`: the source with its out-of-vocabulary tokens given their extended ids (equal
+            to `input_ids` elsewhere; see `hf_rnn_seq2seq.prepare_copy_inputs`). The copy mechanism scatters the
+            attention onto these ids. Without it, the source OOVs are copied as `unk_token_id`.
         num_items_in_batch (`int` or `torch.Tensor`, *optional*):
             Number of target tokens in the whole (accumulated, all-process) batch, as `Trainer` passes it. The loss
             is then the summed token loss divided by it; otherwise the mean over this batch's target tokens.
 
-        Returns `Seq2SeqLMOutput` with `logits` of shape `(batch_size, target_length, vocab_size)` (unnormalised),
-        the recurrent state under `cache`, and with `output_attentions=True` the alignment matrices under
-        `cross_attentions` as a one-element tuple of shape `(batch_size, 1, target_length, source_length)`.
+        Returns `RNNSeq2SeqLMOutput` with `logits` of shape `(batch_size, target_length, Vx)`: unnormalised scores over
+        the vocabulary (`Vx = vocab_size`), or with `use_copy` the **log-probabilities** of the copy mixture (`Vx =
+        vocab_size + max_source_oovs` with an extended copy vocabulary; an id that can be neither generated nor copied
+        gets log(tiny), about -87). Also the recurrent state under `cache`; with `output_attentions=True` the
+        alignment matrices under `cross_attentions` (a one-element tuple of shape `(batch_size, 1, target_length,
+        source_length)`), and `p_gen` and `coverage` when the model has them.
         """
         return_dict = return_dict if return_dict is not None else self.config.return_dict
+        output_attentions = output_attentions if output_attentions is not None else self.config.output_attentions
+        if extended_input_ids is not None and not self.config.copy_extended_vocab:
+            raise ValueError(
+                "`extended_input_ids` is only used by a copy model with an extended vocabulary "
+                "(`use_copy=True, copy_extended_vocab=True`); this model has none."
+            )
         if labels is not None:
-            labels = _check_ids("labels", labels, self.config.vocab_size, allow_ignore_index=True)
+            labels = _check_ids("labels", labels, self.config.extended_vocab_size, allow_ignore_index=True)
             if decoder_input_ids is None:
                 decoder_input_ids = self.prepare_decoder_input_ids_from_labels(labels)
             elif decoder_input_ids.shape != labels.shape:
@@ -828,12 +1090,15 @@ class RNNSeq2SeqForConditionalGeneration(RNNSeq2SeqPreTrainedModel, GenerationMi
         if self.output_projection is not None:
             hidden = self.output_projection(hidden)  # (B, T, E)
         logits = self.lm_head(hidden)  # (B, T, V)
+        if self.config.use_copy:
+            source_ids = self._copy_source_ids(input_ids, extended_input_ids, encoder_outputs, outputs.alignment)
+            logits = self._copy_mixture(logits, outputs.p_gen, outputs.alignment, source_ids)  # (B, T, Vx) log P
 
         loss = None
         if labels is not None:
-            loss = self._loss(logits, labels, num_items_in_batch)
+            loss = self._loss(logits, labels, num_items_in_batch, outputs.alignment, outputs.coverage)
 
-        output = Seq2SeqLMOutput(
+        output = RNNSeq2SeqLMOutput(
             loss=loss,
             logits=logits,
             cache=outputs.cache,
@@ -841,30 +1106,100 @@ class RNNSeq2SeqForConditionalGeneration(RNNSeq2SeqPreTrainedModel, GenerationMi
             cross_attentions=outputs.cross_attentions,
             encoder_last_hidden_state=outputs.encoder_last_hidden_state,
             encoder_hidden_states=outputs.encoder_hidden_states,
+            p_gen=outputs.p_gen if output_attentions else None,
+            coverage=outputs.coverage if output_attentions else None,
         )
         return output if return_dict else output.to_tuple()
 
-    def _loss(self, logits, labels, num_items_in_batch):
-        """Token cross-entropy (with the config's label smoothing), summed, over the number of target tokens."""
-        token_loss_sum = F.cross_entropy(
-            logits.flatten(0, 1).float(),  # (B·T, V)
-            labels.flatten().to(logits.device),
-            ignore_index=-100,
-            reduction="sum",
-            label_smoothing=self.config.label_smoothing,
-        )
+    def _copy_source_ids(self, input_ids, extended_input_ids, encoder_outputs, alignment) -> torch.Tensor:
+        """The ids the attention is scattered onto: `extended_input_ids`, else the source ids, checked."""
+        batch_size, _, source_length = alignment.shape
+        vocab_size = self.config.vocab_size
+        if extended_input_ids is not None:
+            ids = _check_ids("extended_input_ids", extended_input_ids, self.config.extended_vocab_size)
+            if tuple(ids.shape) != (batch_size, source_length):
+                raise ValueError(
+                    f"`extended_input_ids` must have the source's shape ({batch_size}, {source_length}), got "
+                    f"{tuple(ids.shape)}."
+                )
+            if input_ids is not None:
+                expected = torch.where(ids < vocab_size, ids, self.config.unk_token_id)
+                if not torch.equal(expected, input_ids.to(ids.device)):
+                    raise ValueError(
+                        "`extended_input_ids` must equal `input_ids` except where `input_ids` is `unk_token_id`, which "
+                        f"may hold an extended id >= vocab_size ({vocab_size}); they disagree. Build both with "
+                        "`hf_rnn_seq2seq.prepare_copy_inputs`."
+                    )
+            return ids
+        if input_ids is not None:
+            return _check_ids("input_ids", input_ids, vocab_size)
+        source_ids = getattr(encoder_outputs, "source_ids", None)
+        if source_ids is None:
+            raise ValueError(
+                "The copy mechanism needs the source token ids: pass `input_ids` (or `extended_input_ids`) with "
+                "`encoder_outputs`, or encoder outputs made by this model's encoder (they carry `source_ids`)."
+            )
+        return source_ids
+
+    def _copy_mixture(self, logits, p_gen, alignment, source_ids) -> torch.Tensor:
+        """log P(w) of the pointer-generator mixture, over the V vocabulary ids (+ K extended ids):
+
+            P(w) = p_gen · P_vocab(w) + (1 − p_gen) · Σ_{i: x_i = w} a_{t,i}       (See et al. 2017, eq. 9)
+
+        e.g. source ids x = [7, 9, 7] with a_t = [0.5, 0.2, 0.3]: id 7 gets copy mass (1 − p_gen)·0.8, id 9 gets
+        (1 − p_gen)·0.2. Padding has a_{t,i} = 0 and so passes on none; an extended id that no source token holds
+        gets probability 0.
+        """
+        batch_size, target_length, source_length = alignment.shape
+        p_gen = p_gen.float().unsqueeze(-1)  # (B, T, 1)
+        vocab_probs = torch.softmax(logits.float(), dim=-1)  # (B, T, V)
+        extra_ids = self.config.extended_vocab_size - self.config.vocab_size
+        if extra_ids:
+            vocab_probs = F.pad(vocab_probs, (0, extra_ids))  # (B, T, V + K): extended ids get copy mass only
+        copy_mass = (1.0 - p_gen) * alignment.float()  # (B, T, S)
+        index = source_ids.to(copy_mass.device).unsqueeze(1).expand(batch_size, target_length, source_length)
+        probs = (p_gen * vocab_probs).scatter_add(-1, index, copy_mass)  # (B, T, Vx)
+        # Clamped, so an impossible id has a finite log-probability and log's backward never divides by zero.
+        return probs.clamp_min(torch.finfo(probs.dtype).tiny).log()
+
+    def _loss(self, logits, labels, num_items_in_batch, alignment, coverage):
+        """Token NLL (with the config's label smoothing) plus the weighted coverage loss, summed over the target
+        tokens and divided by their number."""
+        labels = labels.to(logits.device)
+        smoothing = self.config.label_smoothing
+        if self.config.use_copy:  # logits are already log P of the mixture
+            log_probs = logits.flatten(0, 1).float()  # (B·T, Vx)
+            loss_sum = F.nll_loss(log_probs, labels.flatten(), ignore_index=-100, reduction="sum")
+            if smoothing:  # as cross_entropy's label smoothing: the uniform part spreads over the V vocabulary ids
+                uniform = -log_probs[:, : self.config.vocab_size].mean(-1)[labels.flatten() != -100].sum()
+                loss_sum = (1.0 - smoothing) * loss_sum + smoothing * uniform
+        else:
+            loss_sum = F.cross_entropy(
+                logits.flatten(0, 1).float(),  # (B·T, V)
+                labels.flatten(),
+                ignore_index=-100,
+                reduction="sum",
+                label_smoothing=smoothing,
+            )
+        if self.config.use_coverage and self.config.coverage_loss_weight > 0:
+            # covloss_t = Σ_i min(a_{t,i}, c^t_i)  (See et al. 2017, eq. 12), added with weight λ to each token's loss
+            coverage_loss = torch.minimum(alignment, coverage).sum(-1)  # (B, T)
+            loss_sum = loss_sum + self.config.coverage_loss_weight * coverage_loss[labels != -100].float().sum()
         if num_items_in_batch is None:
             num_items_in_batch = (labels != -100).sum().clamp(min=1)
         if isinstance(num_items_in_batch, torch.Tensor):
-            num_items_in_batch = num_items_in_batch.to(token_loss_sum.device)
-        return token_loss_sum / num_items_in_batch
+            num_items_in_batch = num_items_in_batch.to(loss_sum.device)
+        return loss_sum / num_items_in_batch
 
 
 __all__ = [
+    "CoveragePenaltyLogitsProcessor",
     "RNNSeq2SeqCache",
     "RNNSeq2SeqEncoderOutput",
     "RNNSeq2SeqForConditionalGeneration",
+    "RNNSeq2SeqLMOutput",
     "RNNSeq2SeqModel",
+    "RNNSeq2SeqModelOutput",
     "RNNSeq2SeqPreTrainedModel",
     "shift_tokens_right",
 ]

@@ -96,3 +96,47 @@ def make_batch(batch_size=3, source_length=7, target_length=5, seed=1, padding_s
 @pytest.fixture
 def batch():
     return make_batch()
+
+
+K = 3  # extended copy ids per example in the tests (`max_source_oovs`)
+COPY_MODES = {
+    "copy": dict(use_copy=True),
+    "copyext": dict(use_copy=True, copy_extended_vocab=True, max_source_oovs=K),
+    "coverage": dict(use_coverage=True),
+    "copyext-coverage": dict(use_copy=True, copy_extended_vocab=True, max_source_oovs=K, use_coverage=True),
+}
+
+
+def _copy_grid():
+    """Every copy/coverage mode with every attention type, with and without input feeding (plus GRU, 2 layers)."""
+    params = []
+    for (mode, kw), attn, feed in itertools.product(COPY_MODES.items(), ["dot", "general", "additive"], [True, False]):
+        extra = dict(cell_type="gru", decoder_layers=2) if (attn == "general" and not feed) else {}
+        ident = f"{mode}-{attn}-{'feed' if feed else 'nofeed'}" + ("-gru-D2" if extra else "")
+        params.append(pytest.param(dict(kw, attention_type=attn, input_feeding=feed, **extra), id=ident))
+    return params
+
+
+COPY_GRID = _copy_grid()
+
+
+def make_copy_batch(batch_size=3, source_length=7, target_length=5, seed=1, padding_side="right"):
+    """`make_batch` plus source OOVs: in each row 1–2 real source tokens become UNK in `input_ids` and get extended ids
+    (one word twice in row 0, so a repeated OOV shares its id) in `extended_input_ids`; some labels copy them."""
+    batch = make_batch(batch_size, source_length, target_length, seed, padding_side)
+    input_ids, mask = batch["input_ids"], batch["attention_mask"].bool()
+    extended = input_ids.clone()
+    labels = batch["labels"].clone()
+    for row in range(batch_size):
+        real = mask[row].nonzero().flatten().tolist()
+        oov_positions = [real[0], real[-1]] if len(real) > 1 else real
+        for slot, position in enumerate(oov_positions):
+            extended[row, position] = VOCAB + (0 if row == 0 else slot)
+        labels[row, 0] = VOCAB  # the first OOV, copied
+    input_ids = torch.where(extended >= VOCAB, UNK, extended)
+    return {
+        "input_ids": input_ids,
+        "attention_mask": batch["attention_mask"],
+        "extended_input_ids": extended,
+        "labels": labels,
+    }
