@@ -70,7 +70,10 @@ class RNNSeq2SeqConfig(PreTrainedConfig):
             Number of extended ids per example (`copy_extended_vocab=True` only); further source OOVs stay unknown.
         use_coverage (`bool`, *optional*, defaults to `False`):
             Coverage (See et al. 2017): the sum of the previous steps' attention, `c^t = Σ_{t'<t} a^{t'}`, is a feature
-            of the attention scores, so the decoder knows what it has already attended to. Needs attention. A model
+            of the attention scores, so the decoder knows what it has already attended to: a learned vector `w_c` adds
+            `w_c c^t_i` to the key of source position i (inside the tanh for `additive`, as in the paper; for `dot` and
+            `general` the score becomes `s_tᵀ(W h_i + w_c c^t_i)`). It is carried in the decoder state (`cache`) and
+            reordered with the beams. Needs attention. A model
             trained without coverage loads into a config with coverage on: the new weights start at zero, so it
             computes exactly what it did before until training moves them (the paper's recipe: train without, then
             switch coverage on for a short final phase).

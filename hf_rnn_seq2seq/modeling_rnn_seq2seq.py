@@ -24,6 +24,7 @@ One code path serves training and inference: `forward` with the full target, and
 step with the recurrent state carried in `cache` (an `RNNSeq2SeqCache`), give the same numbers.
 """
 
+import math
 from dataclasses import dataclass
 
 import torch
@@ -1148,19 +1149,35 @@ class RNNSeq2SeqForConditionalGeneration(RNNSeq2SeqPreTrainedModel, GenerationMi
 
         e.g. source ids x = [7, 9, 7] with a_t = [0.5, 0.2, 0.3]: id 7 gets copy mass (1 − p_gen)·0.8, id 9 gets
         (1 − p_gen)·0.2. Padding has a_{t,i} = 0 and so passes on none; an extended id that no source token holds
-        gets probability 0.
+        gets probability 0, written log(tiny) ≈ −87.
+
+        Computed in log space, touching the (B, T, V) scores only with one fused log_softmax and one add: every id
+        gets log p_gen + log P_vocab(w), then the ≤ S ids of the source are overwritten with the full mixture. So no
+        log of a probability that may be 0 is ever taken over the vocabulary.
         """
         batch_size, target_length, source_length = alignment.shape
+        vocab_size, tiny = self.config.vocab_size, torch.finfo(torch.float32).tiny
         p_gen = p_gen.float().unsqueeze(-1)  # (B, T, 1)
-        vocab_probs = torch.softmax(logits.float(), dim=-1)  # (B, T, V)
-        extra_ids = self.config.extended_vocab_size - self.config.vocab_size
-        if extra_ids:
-            vocab_probs = F.pad(vocab_probs, (0, extra_ids))  # (B, T, V + K): extended ids get copy mass only
-        copy_mass = (1.0 - p_gen) * alignment.float()  # (B, T, S)
-        index = source_ids.to(copy_mass.device).unsqueeze(1).expand(batch_size, target_length, source_length)
-        probs = (p_gen * vocab_probs).scatter_add(-1, index, copy_mass)  # (B, T, Vx)
-        # Clamped, so an impossible id has a finite log-probability and log's backward never divides by zero.
-        return probs.clamp_min(torch.finfo(probs.dtype).tiny).log()
+        log_p_gen, log_p_copy = p_gen.clamp_min(tiny).log(), (1.0 - p_gen).clamp_min(tiny).log()
+        inplace = not torch.is_grad_enabled()  # generation: no autograd graph, so skip two (B, T, Vx) copies
+        log_probs = torch.log_softmax(logits.float(), dim=-1)  # (B, T, V)
+        log_probs = log_probs.add_(log_p_gen) if inplace else log_probs + log_p_gen  # log(p_gen · P_vocab)
+        extra_ids = self.config.extended_vocab_size - vocab_size
+        if extra_ids:  # extended ids have no vocabulary probability: only copy mass
+            log_probs = F.pad(log_probs, (0, extra_ids), value=math.log(tiny))  # (B, T, V + K)
+
+        source_ids = source_ids.to(log_probs.device)
+        same_id = (source_ids.unsqueeze(2) == source_ids.unsqueeze(1)).float()  # (B, S, S) x_i == x_j
+        copy_mass = alignment.float() @ same_id  # (B, T, S): Σ_{j: x_j = x_i} a_{t,j}, for each source position i
+        index = source_ids.unsqueeze(1).expand(batch_size, target_length, source_length)  # (B, T, S)
+        generated = log_probs.gather(-1, index)  # (B, T, S) log(p_gen · P_vocab(x_i)), log(tiny) for extended ids
+        mixture = torch.logaddexp(generated, log_p_copy + copy_mass.clamp_min(tiny).log())  # (B, T, S) log P(x_i)
+        if not inplace:
+            # A repeated source id is written once per occurrence; only its first occurrence passes the gradient
+            # back, so that the gradient is not counted twice.
+            repeated = (same_id.tril(diagonal=-1).sum(-1) > 0).unsqueeze(1)  # (B, 1, S): x_i occurred before i
+            mixture = torch.where(repeated, mixture.detach(), mixture)
+        return log_probs.scatter_(-1, index, mixture) if inplace else log_probs.scatter(-1, index, mixture)
 
     def _loss(self, logits, labels, num_items_in_batch, alignment, coverage):
         """Token NLL (with the config's label smoothing) plus the weighted coverage loss, summed over the target

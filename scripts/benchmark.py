@@ -1,13 +1,16 @@
 """Speed and memory of one RNNSeq2Seq configuration on generated data.
 
 Prints training throughput (target tokens/s: forward + backward + Adam step), greedy and beam-search decoding
-throughput through `generate()` (sentences/s), the peak resident memory and the threads used. The defaults are the
+throughput through `generate()` (sentences/s), the peak resident memory and the threads used. With several
+`--variants` (plain attention, + copy, + coverage, ...), each is measured on the same batches and also reported as a
+ratio to the first. The defaults are the
 configuration of the peer benchmark in ../shared/bench/peers (OpenNMT-py / JoeyNMT): a 1-layer bidirectional LSTM
 encoder 2×128, LSTM decoder 256, embeddings 128, input feeding, dropout 0.3, Adam 1e-3, batches of 64 sentences.
 
     python scripts/benchmark.py                          # the peer configuration, 1 thread
     python scripts/benchmark.py --attention_type additive --threads 2
     python scripts/benchmark.py --input_feeding false    # the decoder RNN runs over all steps in one call
+    python scripts/benchmark.py --variants plain copy copy+coverage --repeats 3   # what copy and coverage cost
 
 Decoding is timed at a fixed output length: EOS is switched off in the generation config, so every hypothesis runs to
 `--decode_length` tokens and an untrained model does the work a trained one does on sentences of that length.
@@ -51,9 +54,29 @@ def parse_args():
     p.add_argument("--decode_length", type=int, default=25, help="generated tokens per sentence")
     p.add_argument("--num_beams", type=int, default=5)
     p.add_argument("--threads", type=int, default=1)
+    p.add_argument(
+        "--variants",
+        nargs="+",
+        default=["plain"],
+        choices=["plain", "copy", "coverage", "copy+coverage", "copyext+coverage"],
+        help="configurations to measure on the same batches; figures of the others are also given as ratios to the "
+        "first (copyext+coverage: extended copy vocabulary of 50 ids, every 10th source token an OOV)",
+    )
+    p.add_argument(
+        "--repeats", type=int, default=1, help="measure every variant this often, alternating; keep the best"
+    )
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--json", help="also write the results to this JSON file")
     return p.parse_args()
+
+
+VARIANTS = {
+    "plain": {},
+    "copy": dict(use_copy=True),
+    "coverage": dict(use_coverage=True),
+    "copy+coverage": dict(use_copy=True, use_coverage=True),
+    "copyext+coverage": dict(use_copy=True, copy_extended_vocab=True, max_source_oovs=50, use_coverage=True),
+}
 
 
 def main():
@@ -64,21 +87,23 @@ def main():
     torch.set_num_threads(args.threads)
     from hf_rnn_seq2seq import RNNSeq2SeqConfig, RNNSeq2SeqForConditionalGeneration
 
-    config = RNNSeq2SeqConfig(
-        vocab_size=args.vocab_size,
-        embedding_size=args.embedding_size,
-        hidden_size=args.hidden_size,
-        encoder_layers=args.encoder_layers,
-        decoder_layers=args.decoder_layers,
-        cell_type=args.cell_type,
-        attention_type=args.attention_type,
-        input_feeding=args.input_feeding,
-        bidirectional_encoder=args.bidirectional_encoder,
-        dropout=args.dropout,
-        bridge="dense",
-    )
-    torch.manual_seed(args.seed)
-    model = RNNSeq2SeqForConditionalGeneration(config)
+    def make_config(variant):
+        return RNNSeq2SeqConfig(
+            vocab_size=args.vocab_size,
+            embedding_size=args.embedding_size,
+            hidden_size=args.hidden_size,
+            encoder_layers=args.encoder_layers,
+            decoder_layers=args.decoder_layers,
+            cell_type=args.cell_type,
+            attention_type=args.attention_type,
+            input_feeding=args.input_feeding,
+            bidirectional_encoder=args.bidirectional_encoder,
+            dropout=args.dropout,
+            bridge="dense",
+            **VARIANTS[variant],
+        )
+
+    pad_id = make_config("plain").pad_token_id
     g = torch.Generator().manual_seed(args.seed)
 
     def random_batch(batch_size, lengths, pad_value):
@@ -87,48 +112,88 @@ def main():
         mask = torch.arange(ids.shape[1])[None, :] < sizes[:, None]
         return ids.masked_fill(~mask, pad_value), mask.long()
 
-    # Training: forward + backward + optimiser step on batches of args.batch_size sentences.
-    model.train()
-    optimizer = torch.optim.Adam(model.parameters(), lr=1e-3)
-    batches = []
-    for _ in range(args.train_steps + 3):
-        input_ids, attention_mask = random_batch(args.batch_size, args.source_length, config.pad_token_id)
-        labels, _ = random_batch(args.batch_size, args.target_length, -100)
-        batches.append((input_ids, attention_mask, labels))
-    target_tokens, elapsed = 0, 0.0
-    for step, (input_ids, attention_mask, labels) in enumerate(batches):
-        start = time.perf_counter()
-        optimizer.zero_grad(set_to_none=True)
-        loss = model(input_ids=input_ids, attention_mask=attention_mask, labels=labels).loss
-        loss.backward()
-        torch.nn.utils.clip_grad_norm_(model.parameters(), 5.0)
-        optimizer.step()
-        if step >= 3:  # warm-up steps are not timed
-            elapsed += time.perf_counter() - start
-            target_tokens += int((labels != -100).sum())
-    train_tokens_per_s = target_tokens / elapsed
-    train_peak_mb = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+    def with_oovs(input_ids, attention_mask, config):
+        """For an extended copy vocabulary: every 10th source token is an OOV with its own extended id."""
+        if not config.copy_extended_vocab:
+            return {"input_ids": input_ids, "attention_mask": attention_mask}
+        oov = (torch.arange(input_ids.shape[1]) % 10 == 0)[None, :] & attention_mask.bool()
+        slots = (oov.cumsum(dim=1) - 1).clamp(max=config.max_source_oovs - 1)
+        extended = torch.where(oov, config.vocab_size + slots, input_ids)
+        return {
+            "input_ids": input_ids.masked_fill(oov, config.unk_token_id),
+            "attention_mask": attention_mask,
+            "extended_input_ids": extended,
+        }
 
-    # Decoding through generate(), fixed output length.
-    model.eval()
-    model.generation_config.eos_token_id = None  # fixed-length outputs, see the module docstring
+    # The same batches for every variant.
+    train_batches = []
+    for _ in range(args.train_steps + 3):
+        input_ids, attention_mask = random_batch(args.batch_size, args.source_length, pad_id)
+        labels, _ = random_batch(args.batch_size, args.target_length, -100)
+        train_batches.append((input_ids, attention_mask, labels))
     sources = [
-        random_batch(args.decode_batch_size, args.source_length, config.pad_token_id)
+        random_batch(args.decode_batch_size, args.source_length, pad_id)
         for _ in range(args.decode_sentences // args.decode_batch_size)
     ]
-    results = {}
-    for name, beams in (("greedy", 1), (f"beam{args.num_beams}", args.num_beams)):
-        kwargs = dict(num_beams=beams, max_new_tokens=args.decode_length)
-        with torch.inference_mode():
-            model.generate(input_ids=sources[0][0], attention_mask=sources[0][1], **kwargs)  # warm-up
-            start = time.perf_counter()
-            for input_ids, attention_mask in sources:
-                model.generate(input_ids=input_ids, attention_mask=attention_mask, **kwargs)
-            results[name] = len(sources) * args.decode_batch_size / (time.perf_counter() - start)
 
+    def measure(variant):
+        config = make_config(variant)
+        torch.manual_seed(args.seed)
+        model = RNNSeq2SeqForConditionalGeneration(config)
+        # Training: forward + backward + optimiser step on batches of args.batch_size sentences.
+        model.train()
+        optimizer = torch.optim.Adam(model.parameters(), lr=1e-3)
+        target_tokens, elapsed = 0, 0.0
+        for step, (input_ids, attention_mask, labels) in enumerate(train_batches):
+            inputs = with_oovs(input_ids, attention_mask, config)
+            start = time.perf_counter()
+            optimizer.zero_grad(set_to_none=True)
+            loss = model(**inputs, labels=labels).loss
+            loss.backward()
+            torch.nn.utils.clip_grad_norm_(model.parameters(), 5.0)
+            optimizer.step()
+            if step >= 3:  # warm-up steps are not timed
+                elapsed += time.perf_counter() - start
+                target_tokens += int((labels != -100).sum())
+        figures = {"train_target_tokens_per_s": target_tokens / elapsed}
+
+        # Decoding through generate(), fixed output length.
+        model.eval()
+        model.generation_config.eos_token_id = None  # fixed-length outputs, see the module docstring
+        decode_inputs = [with_oovs(input_ids, attention_mask, config) for input_ids, attention_mask in sources]
+        for name, beams in (("greedy", 1), (f"beam{args.num_beams}", args.num_beams)):
+            kwargs = dict(num_beams=beams, max_new_tokens=args.decode_length)
+            with torch.inference_mode():
+                model.generate(**decode_inputs[0], **kwargs)  # warm-up
+                start = time.perf_counter()
+                for inputs in decode_inputs:
+                    model.generate(**inputs, **kwargs)
+                elapsed = time.perf_counter() - start
+            figures[f"{name}_sentences_per_s"] = len(sources) * args.decode_batch_size / elapsed
+        figures["parameters"] = sum(p.numel() for p in model.parameters())
+        return figures
+
+    # Variants alternate over the repeats (so that a slow spell of a shared machine hits all of them); best of each.
+    best = {variant: {} for variant in args.variants}
+    for _ in range(args.repeats):
+        for variant in args.variants:
+            for key, value in measure(variant).items():
+                best[variant][key] = max(best[variant].get(key, 0), value)
+
+    baseline = best[args.variants[0]]
+    rate_keys = ("train_target_tokens_per_s", "greedy_sentences_per_s", f"beam{args.num_beams}_sentences_per_s")
+    variants = {}
+    for variant, figures in best.items():
+        variants[variant] = {key: round(figures[key], 1) for key in rate_keys} | {"parameters": figures["parameters"]}
+        if variant != args.variants[0]:
+            for key in rate_keys:
+                variants[variant][f"{key.split('_')[0]}_vs_{args.variants[0]}"] = round(
+                    figures[key] / baseline[key], 3
+                )
+    first = variants[args.variants[0]]
     report = {
         "config": {
-            k: getattr(config, k)
+            k: getattr(make_config("plain"), k)
             for k in (
                 "cell_type",
                 "attention_type",
@@ -138,24 +203,34 @@ def main():
                 "encoder_layers",
                 "decoder_layers",
                 "bidirectional_encoder",
+                "vocab_size",
             )
         },
-        "parameters": sum(p.numel() for p in model.parameters()),
-        "train_target_tokens_per_s": round(train_tokens_per_s),
+        "parameters": first["parameters"],
+        "train_target_tokens_per_s": round(first["train_target_tokens_per_s"]),
         "train_batch_size": args.batch_size,
-        "greedy_sentences_per_s": round(results["greedy"], 1),
-        f"beam{args.num_beams}_sentences_per_s": round(results[f"beam{args.num_beams}"], 1),
+        "greedy_sentences_per_s": first["greedy_sentences_per_s"],
+        f"beam{args.num_beams}_sentences_per_s": first[f"beam{args.num_beams}_sentences_per_s"],
         "decode_batch_size": args.decode_batch_size,
         "decode_length": args.decode_length,
-        "peak_rss_mb_after_training": round(train_peak_mb),
+        "repeats": args.repeats,
         "peak_rss_mb": round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024),
         "threads": torch.get_num_threads(),
         "torch": torch.__version__,
         "machine": f"{platform.machine()}, {os.cpu_count()} cores, {platform.processor() or platform.platform()}",
     }
+    if len(args.variants) > 1:
+        report["variants"] = variants
     width = max(len(k) for k in report)
     for key, value in report.items():
-        print(f"{key:<{width}}  {value}")
+        if key != "variants":
+            print(f"{key:<{width}}  {value}")
+    if len(args.variants) > 1:
+        columns = [*rate_keys, *(k for k in variants[args.variants[-1]] if "_vs_" in k)]
+        print()
+        print(f"{'variant':<18}" + "".join(f"{c:>28}" for c in columns))
+        for variant, figures in variants.items():
+            print(f"{variant:<18}" + "".join(f"{figures.get(c, 1.0):>28}" for c in columns))
     if args.json:
         with open(args.json, "w") as f:
             json.dump(report, f, indent=2)

@@ -375,3 +375,32 @@ def test_bad_copy_inputs_get_clear_errors():
         tiny_model(attention_type="none", input_feeding=False).generate(**make_batch(), coverage_penalty=0.2)
     with pytest.raises(ValueError, match="needs the model's attention"):
         CoveragePenaltyLogitsProcessor(0.2)(torch.zeros(2, 1, dtype=torch.long), torch.zeros(2, VOCAB))
+
+
+@pytest.mark.parametrize("mode", ["copy", "copyext"])
+def test_log_space_mixture_equals_the_probability_formula_with_its_gradients(mode):
+    """The model computes log P in log space and writes each source id once per occurrence; values and gradients
+    must equal those of the plain formula log(p_gen · softmax(z) + (1 − p_gen) · scatter_add(a)), repeated ids
+    included."""
+    model = tiny_model(**COPY_MODES[mode])
+    width = model.config.extended_vocab_size
+    g = torch.Generator().manual_seed(0)
+    logits = torch.randn(2, 3, VOCAB, generator=g, requires_grad=True)
+    p_gen = torch.rand(2, 3, generator=g).clamp(0.05, 0.95).requires_grad_()
+    alignment = torch.softmax(torch.randn(2, 3, 5, generator=g), dim=-1).requires_grad_()
+    source_ids = torch.tensor([[5, 7, 5, 5, 9], [VOCAB + 1, 6, VOCAB + 1, 8, 6]])
+    if mode == "copy":
+        source_ids = source_ids.clamp(max=VOCAB - 1)
+    weights = torch.randn(2, 3, width, generator=g)  # a generic downstream loss
+
+    def gradients(log_probs):
+        return torch.autograd.grad((log_probs * weights).sum(), (logits, p_gen, alignment))
+
+    ours = model._copy_mixture(logits, p_gen, alignment, source_ids)
+    vocab = torch.nn.functional.pad(torch.softmax(logits, -1), (0, width - VOCAB))
+    index = source_ids.unsqueeze(1).expand(2, 3, 5)
+    reference = (p_gen.unsqueeze(-1) * vocab).scatter_add(-1, index, (1 - p_gen.unsqueeze(-1)) * alignment)
+    used = reference > 0
+    torch.testing.assert_close(ours[used], reference.log()[used])
+    for a, b in zip(gradients(ours.masked_fill(~used, 0)), gradients(reference.clamp_min(1e-30).log()), strict=True):
+        torch.testing.assert_close(a, b, atol=1e-5, rtol=1e-4)

@@ -23,7 +23,15 @@ def test_demo_trains_translates_saves_and_reloads(tmp_path, monkeypatch, capsys)
     assert (tmp_path / "model.safetensors").exists() and (tmp_path / "tokenizer.json").exists()
 
 
-@pytest.mark.parametrize("extra", [[], ["--input_feeding", "false", "--cell_type", "gru"]], ids=["feed", "nofeed-gru"])
+@pytest.mark.parametrize(
+    "extra",
+    [
+        [],
+        ["--input_feeding", "false", "--cell_type", "gru"],
+        ["--variants", "plain", "copy+coverage", "copyext+coverage"],
+    ],
+    ids=["feed", "nofeed-gru", "copy-coverage-variants"],
+)
 def test_benchmark_prints_and_writes_its_figures(tmp_path, monkeypatch, capsys, extra):
     report = tmp_path / "bench.json"
     args = ["--vocab_size", "50", "--embedding_size", "8", "--hidden_size", "16", "--train_steps", "2"]
@@ -33,3 +41,7 @@ def test_benchmark_prints_and_writes_its_figures(tmp_path, monkeypatch, capsys, 
     for key in ("train_target_tokens_per_s", "greedy_sentences_per_s", "beam5_sentences_per_s", "peak_rss_mb"):
         assert figures[key] > 0, key
     assert "train_target_tokens_per_s" in capsys.readouterr().out
+    if "--variants" in extra:
+        variants = figures["variants"]
+        assert list(variants) == ["plain", "copy+coverage", "copyext+coverage"]
+        assert all(variants[name]["train_vs_plain"] > 0 for name in ("copy+coverage", "copyext+coverage"))

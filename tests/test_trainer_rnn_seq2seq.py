@@ -56,8 +56,11 @@ def make_trainer(tmp_path, model, train, eval_=None, **args):
     )
 
 
-def test_trainer_trains_and_evaluates_with_generate(tmp_path):
-    model = tiny_model(embedding_size=32, hidden_size=64)
+@pytest.mark.parametrize(
+    "overrides", [dict(), dict(use_copy=True, use_coverage=True)], ids=["plain", "copy-coverage-shared-vocab"]
+)
+def test_trainer_trains_and_evaluates_with_generate(tmp_path, overrides):
+    model = tiny_model(embedding_size=32, hidden_size=64, **overrides)
     train, evaluation = reversal_dataset(256), reversal_dataset(32, seed=1)
 
     def compute_metrics(prediction):
