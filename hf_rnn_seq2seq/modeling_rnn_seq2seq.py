@@ -41,6 +41,10 @@ from .configuration_rnn_seq2seq import RNNSeq2SeqConfig
 
 logger = logging.get_logger(__name__)
 
+# The smallest positive float32: probabilities are clamped to it before a log, so log(0) never appears.
+_TINY = torch.finfo(torch.float32).tiny
+_LOG_TINY = math.log(_TINY)
+
 # Generations stop here when neither `max_length` nor `max_new_tokens` is given (transformers' own default is 20).
 DEFAULT_MAX_LENGTH = 256
 
@@ -842,6 +846,49 @@ class RNNSeq2SeqModel(RNNSeq2SeqPreTrainedModel):
         return RNNSeq2SeqEncoderOutput(*parts, encoder_outputs[n_states] if len(encoder_outputs) > n_states else None)
 
 
+class _LogCopyMixture(torch.autograd.Function):
+    """log P(w) of the pointer-generator mixture over the (B, T, Vx) output, with a hand-written backward.
+
+    Inputs: `logits` (B, T, V); `log_p_gen`, `log_p_copy` (B, T, 1); `copy_mass` (B, T, S), the attention on each
+    source position's id, Σ_{j: x_j = x_i} a_{t,j}; `index` (B, T, S), the source ids; `first` (B, 1, S), True at the
+    first occurrence of each source id; `extra_ids` = K.
+
+    Every id gets log p_gen + log P_vocab(w) (one log_softmax and one add over the scores); the ids of the source are
+    then overwritten with the whole mixture, log(p_gen P_vocab(x_i) + (1 − p_gen) copy_mass_i), computed on (B, T, S)
+    only. The backward makes three passes over the scores where autograd's version of the same ops makes seven, which
+    is most of what copy costs in training.
+    """
+
+    @staticmethod
+    def forward(ctx, logits, log_p_gen, log_p_copy, copy_mass, index, first, extra_ids):
+        log_vocab = torch.log_softmax(logits, dim=-1)  # (B, T, V)
+        out = log_vocab + log_p_gen  # (B, T, V) log(p_gen · P_vocab(w))
+        if extra_ids:  # extended ids have no vocabulary probability: only copy mass
+            out = F.pad(out, (0, extra_ids), value=_LOG_TINY)  # (B, T, V + K)
+        generated = out.gather(-1, index)  # (B, T, S)
+        copied = log_p_copy + copy_mass.clamp_min(_TINY).log()  # (B, T, S) log((1 − p_gen) · copy_mass)
+        mixture = torch.logaddexp(generated, copied)  # (B, T, S) log P(x_i)
+        out.scatter_(-1, index, mixture)  # a repeated id gets the same value from each of its positions
+        ctx.save_for_backward(log_vocab, index, first, generated, copied, mixture, copy_mass)
+        return out
+
+    @staticmethod
+    def backward(ctx, grad_out):
+        log_vocab, index, first, generated, copied, mixture, copy_mass = ctx.saved_tensors
+        grad_mixture = grad_out.gather(-1, index) * first  # (B, T, S): each output id's gradient counted once
+        grad_generated = grad_mixture * torch.exp(generated - mixture)  # ∂ logaddexp(g, c) / ∂g = e^{g − m}
+        grad_copied = grad_mixture * torch.exp(copied - mixture)
+        # The gradient w.r.t. log P_vocab: grad_out, except at the source ids, whose entries came from the mixture.
+        grad_vocab = grad_out.scatter(-1, index, 0.0).scatter_add_(-1, index, grad_generated)
+        grad_vocab = grad_vocab[..., : log_vocab.shape[-1]]  # (B, T, V): extended ids have no vocabulary entry
+        grad_log_p_gen = grad_vocab.sum(-1, keepdim=True)  # (B, T, 1)
+        # log_softmax's backward: ∂/∂z = g − softmax(z) · Σ g
+        grad_logits = grad_vocab.addcmul_(log_vocab.exp(), grad_log_p_gen, value=-1.0)  # in place: our own copy
+        grad_log_p_copy = grad_copied.sum(-1, keepdim=True)
+        grad_copy_mass = torch.where(copy_mass > _TINY, grad_copied / copy_mass.clamp_min(_TINY), 0.0)
+        return grad_logits, grad_log_p_gen, grad_log_p_copy, grad_copy_mass, None, None, None
+
+
 class CoveragePenaltyLogitsProcessor(LogitsProcessor):
     r"""
     The coverage penalty of GNMT (Wu et al. 2016, eq. 14) for beam search with [`RNNSeq2SeqForConditionalGeneration`]:
@@ -1149,35 +1196,19 @@ class RNNSeq2SeqForConditionalGeneration(RNNSeq2SeqPreTrainedModel, GenerationMi
 
         e.g. source ids x = [7, 9, 7] with a_t = [0.5, 0.2, 0.3]: id 7 gets copy mass (1 − p_gen)·0.8, id 9 gets
         (1 − p_gen)·0.2. Padding has a_{t,i} = 0 and so passes on none; an extended id that no source token holds
-        gets probability 0, written log(tiny) ≈ −87.
-
-        Computed in log space, touching the (B, T, V) scores only with one fused log_softmax and one add: every id
-        gets log p_gen + log P_vocab(w), then the ≤ S ids of the source are overwritten with the full mixture. So no
-        log of a probability that may be 0 is ever taken over the vocabulary.
+        gets probability 0, written log(tiny) ≈ −87. Computed in log space (see `_LogCopyMixture`), so no log of a
+        probability that may be 0 is ever taken over the vocabulary.
         """
         batch_size, target_length, source_length = alignment.shape
-        vocab_size, tiny = self.config.vocab_size, torch.finfo(torch.float32).tiny
         p_gen = p_gen.float().unsqueeze(-1)  # (B, T, 1)
-        log_p_gen, log_p_copy = p_gen.clamp_min(tiny).log(), (1.0 - p_gen).clamp_min(tiny).log()
-        inplace = not torch.is_grad_enabled()  # generation: no autograd graph, so skip two (B, T, Vx) copies
-        log_probs = torch.log_softmax(logits.float(), dim=-1)  # (B, T, V)
-        log_probs = log_probs.add_(log_p_gen) if inplace else log_probs + log_p_gen  # log(p_gen · P_vocab)
-        extra_ids = self.config.extended_vocab_size - vocab_size
-        if extra_ids:  # extended ids have no vocabulary probability: only copy mass
-            log_probs = F.pad(log_probs, (0, extra_ids), value=math.log(tiny))  # (B, T, V + K)
-
-        source_ids = source_ids.to(log_probs.device)
+        log_p_gen, log_p_copy = p_gen.clamp_min(_TINY).log(), (1.0 - p_gen).clamp_min(_TINY).log()
+        source_ids = source_ids.to(logits.device)
         same_id = (source_ids.unsqueeze(2) == source_ids.unsqueeze(1)).float()  # (B, S, S) x_i == x_j
         copy_mass = alignment.float() @ same_id  # (B, T, S): Σ_{j: x_j = x_i} a_{t,j}, for each source position i
+        first = (same_id.tril(diagonal=-1).sum(-1) == 0).unsqueeze(1)  # (B, 1, S): no x_j == x_i before i
         index = source_ids.unsqueeze(1).expand(batch_size, target_length, source_length)  # (B, T, S)
-        generated = log_probs.gather(-1, index)  # (B, T, S) log(p_gen · P_vocab(x_i)), log(tiny) for extended ids
-        mixture = torch.logaddexp(generated, log_p_copy + copy_mass.clamp_min(tiny).log())  # (B, T, S) log P(x_i)
-        if not inplace:
-            # A repeated source id is written once per occurrence; only its first occurrence passes the gradient
-            # back, so that the gradient is not counted twice.
-            repeated = (same_id.tril(diagonal=-1).sum(-1) > 0).unsqueeze(1)  # (B, 1, S): x_i occurred before i
-            mixture = torch.where(repeated, mixture.detach(), mixture)
-        return log_probs.scatter_(-1, index, mixture) if inplace else log_probs.scatter(-1, index, mixture)
+        extra_ids = self.config.extended_vocab_size - self.config.vocab_size
+        return _LogCopyMixture.apply(logits.float(), log_p_gen, log_p_copy, copy_mass, index, first, extra_ids)
 
     def _loss(self, logits, labels, num_items_in_batch, alignment, coverage):
         """Token NLL (with the config's label smoothing) plus the weighted coverage loss, summed over the target

@@ -9,6 +9,8 @@ os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
 
 import pytest
 import torch
+from tokenizers import Tokenizer, models, pre_tokenizers, processors
+from transformers import PreTrainedTokenizerFast
 
 import hf_rnn_seq2seq  # noqa: F401  (registers the Auto classes)
 from hf_rnn_seq2seq import RNNSeq2SeqConfig, RNNSeq2SeqForConditionalGeneration
@@ -30,6 +32,18 @@ def tiny_config(**overrides) -> RNNSeq2SeqConfig:
     )
     kwargs.update(overrides)
     return RNNSeq2SeqConfig(**kwargs)
+
+
+def word_level_tokenizer(words, unk_token: str | None = "<unk>") -> PreTrainedTokenizerFast:
+    """A whitespace word-level tokenizer: ids 0–3 are <pad> <s> </s> <unk>, then `words`; sequences end with </s>."""
+    vocab = {token: i for i, token in enumerate(["<pad>", "<s>", "</s>", "<unk>", *words])}
+    tokenizer = Tokenizer(models.WordLevel(vocab, unk_token="<unk>"))
+    tokenizer.pre_tokenizer = pre_tokenizers.WhitespaceSplit()
+    tokenizer.post_processor = processors.TemplateProcessing(single="$A </s>", special_tokens=[("</s>", EOS)])
+    specials = dict(pad_token="<pad>", bos_token="<s>", eos_token="</s>")
+    if unk_token is not None:
+        specials["unk_token"] = unk_token
+    return PreTrainedTokenizerFast(tokenizer_object=tokenizer, **specials)
 
 
 def tiny_model(seed: int = 0, **overrides) -> RNNSeq2SeqForConditionalGeneration:

@@ -7,29 +7,22 @@ from collections import Counter
 import numpy as np
 import torch
 from datasets import Dataset
-from tokenizers import Tokenizer, models, pre_tokenizers, processors
-from transformers import DataCollatorForSeq2Seq, PreTrainedTokenizerFast, Seq2SeqTrainer, Seq2SeqTrainingArguments
+from transformers import DataCollatorForSeq2Seq, Seq2SeqTrainer, Seq2SeqTrainingArguments
 
 from hf_rnn_seq2seq import (
     DataCollatorForCopySeq2Seq,
-    RNNSeq2SeqConfig,
     RNNSeq2SeqForConditionalGeneration,
     batch_decode_with_source_oovs,
     prepare_copy_inputs,
 )
 
-SPECIALS = ["<pad>", "<s>", "</s>", "<unk>"]
+from .conftest import tiny_config, word_level_tokenizer
+
 WORDS = [*"abcdefghijkl", "hello"]
 
 
-def word_tokenizer() -> PreTrainedTokenizerFast:
-    vocab = {token: i for i, token in enumerate(SPECIALS + WORDS)}
-    tokenizer = Tokenizer(models.WordLevel(vocab, unk_token="<unk>"))
-    tokenizer.pre_tokenizer = pre_tokenizers.WhitespaceSplit()
-    tokenizer.post_processor = processors.TemplateProcessing(single="$A </s>", special_tokens=[("</s>", 2)])
-    return PreTrainedTokenizerFast(
-        tokenizer_object=tokenizer, pad_token="<pad>", bos_token="<s>", eos_token="</s>", unk_token="<unk>"
-    )
+def small_config(vocab_size, **overrides):
+    return tiny_config(vocab_size=vocab_size, embedding_size=16, hidden_size=32, **overrides)
 
 
 def greetings(n: int, seed: int) -> list[dict]:
@@ -49,17 +42,7 @@ def greetings(n: int, seed: int) -> list[dict]:
 
 
 def train_and_evaluate(tmp_path, tokenizer, use_copy):
-    config = RNNSeq2SeqConfig(
-        vocab_size=len(tokenizer),
-        embedding_size=16,
-        hidden_size=32,
-        encoder_layers=1,
-        decoder_layers=1,
-        dropout=0.0,
-        use_copy=use_copy,
-        copy_extended_vocab=use_copy,
-        max_source_oovs=4,
-    )
+    config = small_config(len(tokenizer), use_copy=use_copy, copy_extended_vocab=use_copy, max_source_oovs=4)
     torch.manual_seed(0)
     model = RNNSeq2SeqForConditionalGeneration(config)
     if use_copy:
@@ -104,7 +87,7 @@ def train_and_evaluate(tmp_path, tokenizer, use_copy):
 
 
 def test_extended_vocabulary_copy_learns_to_emit_names_it_has_never_seen(tmp_path):
-    tokenizer = word_tokenizer()
+    tokenizer = word_level_tokenizer(WORDS)
     copy_trainer, evaluation = train_and_evaluate(tmp_path, tokenizer, use_copy=True)
     names = [text.split()[1] for text in evaluation["tgt"]]
     assert all(tokenizer.convert_tokens_to_ids(name) == tokenizer.unk_token_id for name in names)
@@ -143,17 +126,7 @@ def repetition_rates(seed, vocab_size=10, pad=0, eos=2, **overrides):
     rates = {}
     for use_coverage in (False, True):
         torch.manual_seed(seed)
-        config = RNNSeq2SeqConfig(
-            vocab_size=vocab_size,
-            embedding_size=16,
-            hidden_size=32,
-            encoder_layers=1,
-            decoder_layers=1,
-            dropout=0.0,
-            use_copy=True,
-            use_coverage=use_coverage,
-            **overrides,
-        )
+        config = small_config(vocab_size, use_copy=True, use_coverage=use_coverage, **overrides)
         model = RNNSeq2SeqForConditionalGeneration(config)
         optimizer = torch.optim.Adam(model.parameters(), lr=1e-2)
         train = copy_task(300 * 32, seed, (6, 16), vocab_size)

@@ -15,6 +15,8 @@ from hf_rnn_seq2seq.data_rnn_seq2seq import (
     prepare_copy_inputs,
 )
 
+from .conftest import tiny_config, word_level_tokenizer
+
 SPECIALS = ["<pad>", "<s>", "</s>", "<unk>"]
 PAD, BOS, EOS, UNK = 0, 1, 2, 3
 WORDS = "the a cat dog sat ran on mat and".split()
@@ -23,29 +25,12 @@ V = len(SPECIALS) + len(WORDS) + SPARE_ROWS
 
 
 def build_tokenizer(unk_token: str | None = "<unk>") -> PreTrainedTokenizerFast:
-    vocab = {token: i for i, token in enumerate(SPECIALS + WORDS)}
-    tokenizer = Tokenizer(models.WordLevel(vocab, unk_token="<unk>"))
-    tokenizer.pre_tokenizer = pre_tokenizers.WhitespaceSplit()
-    tokenizer.post_processor = processors.TemplateProcessing(single="$A </s>", special_tokens=[("</s>", EOS)])
-    specials = dict(pad_token="<pad>", bos_token="<s>", eos_token="</s>")
-    if unk_token is not None:
-        specials["unk_token"] = unk_token
-    return PreTrainedTokenizerFast(tokenizer_object=tokenizer, **specials)
+    return word_level_tokenizer(WORDS, unk_token)
 
 
 def make_config(max_source_oovs: int = 4, **overrides) -> RNNSeq2SeqConfig:
-    kwargs = dict(
-        vocab_size=V,
-        embedding_size=8,
-        hidden_size=12,
-        encoder_layers=1,
-        decoder_layers=1,
-        use_copy=True,
-        copy_extended_vocab=True,
-        max_source_oovs=max_source_oovs,
-    )
-    kwargs.update(overrides)
-    return RNNSeq2SeqConfig(**kwargs)
+    copy = dict(vocab_size=V, use_copy=True, copy_extended_vocab=True, max_source_oovs=max_source_oovs)
+    return tiny_config(**(copy | overrides))
 
 
 @pytest.fixture
