@@ -862,14 +862,17 @@ class _LogCopyMixture(torch.autograd.Function):
     @staticmethod
     def forward(ctx, logits, log_p_gen, log_p_copy, copy_mass, index, first, extra_ids):
         log_vocab = torch.log_softmax(logits, dim=-1)  # (B, T, V)
-        out = log_vocab + log_p_gen  # (B, T, V) log(p_gen · P_vocab(w))
+        needs_grad = any(ctx.needs_input_grad)
+        # log(p_gen · P_vocab(w)), (B, T, V); without gradients (generation) in place: log_vocab is not needed again
+        out = log_vocab + log_p_gen if needs_grad else log_vocab.add_(log_p_gen)
         if extra_ids:  # extended ids have no vocabulary probability: only copy mass
             out = F.pad(out, (0, extra_ids), value=_LOG_TINY)  # (B, T, V + K)
         generated = out.gather(-1, index)  # (B, T, S)
         copied = log_p_copy + copy_mass.clamp_min(_TINY).log()  # (B, T, S) log((1 − p_gen) · copy_mass)
         mixture = torch.logaddexp(generated, copied)  # (B, T, S) log P(x_i)
         out.scatter_(-1, index, mixture)  # a repeated id gets the same value from each of its positions
-        ctx.save_for_backward(log_vocab, index, first, generated, copied, mixture, copy_mass)
+        if needs_grad:
+            ctx.save_for_backward(log_vocab, index, first, generated, copied, mixture, copy_mass)
         return out
 
     @staticmethod

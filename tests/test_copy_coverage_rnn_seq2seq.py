@@ -430,3 +430,17 @@ def test_copy_mixture_backward_passes_gradcheck(extra_ids):
         return _LogCopyMixture.apply(logits, log_p_gen, log_p_copy, alignment @ same, index, first, extra_ids)
 
     assert torch.autograd.gradcheck(mixture, inputs)
+
+
+def test_copy_coverage_model_round_trips_through_save_and_auto_load(tmp_path):
+    from transformers import AutoModelForSeq2SeqLM
+
+    model = tiny_model(**COPY_MODES["copyext-coverage"], coverage_loss_weight=0.5)
+    model.save_pretrained(tmp_path)
+    reloaded = AutoModelForSeq2SeqLM.from_pretrained(tmp_path).eval()
+    assert reloaded.config.extended_vocab_size == VOCAB + K and reloaded.config.coverage_loss_weight == 0.5
+    batch = make_copy_batch()
+    torch.testing.assert_close(reloaded(**batch).logits, model(**batch).logits, atol=0, rtol=0)
+    source = source_of(batch)
+    kwargs = dict(num_beams=3, max_new_tokens=6, coverage_penalty=0.3)
+    assert torch.equal(reloaded.generate(**source, **kwargs), model.generate(**source, **kwargs))
