@@ -1,7 +1,8 @@
 """hf-rnn-seq2seq: RNN (LSTM/GRU) encoder-decoders with attention as first-class transformers models.
 
 Importing the package registers `model_type="rnn_seq2seq"` with `AutoConfig`, `AutoModel` and
-`AutoModelForSeq2SeqLM`, so the Auto classes build and load these models like any other.
+`AutoModelForSeq2SeqLM`, so the Auto classes build and load these models like any other, and the text-to-text
+pipeline task "rnn-seq2seq-generation".
 """
 
 from transformers import AutoConfig, AutoModel, AutoModelForSeq2SeqLM
@@ -24,6 +25,7 @@ from .modeling_rnn_seq2seq import (
     RNNSeq2SeqPreTrainedModel,
     shift_tokens_right,
 )
+from .pipeline_rnn_seq2seq import RNNSeq2SeqPipeline, register_pipeline
 
 __version__ = "0.1.0"
 
@@ -32,6 +34,7 @@ __version__ = "0.1.0"
 AutoConfig.register(RNNSeq2SeqConfig.model_type, RNNSeq2SeqConfig)
 AutoModel.register(RNNSeq2SeqConfig, RNNSeq2SeqModel)
 AutoModelForSeq2SeqLM.register(RNNSeq2SeqConfig, RNNSeq2SeqForConditionalGeneration)
+register_pipeline()  # pipeline("rnn-seq2seq-generation", model=...): transformers 5 has no translation pipeline
 
 __all__ = [
     "CoveragePenaltyLogitsProcessor",
@@ -43,10 +46,12 @@ __all__ = [
     "RNNSeq2SeqLMOutput",
     "RNNSeq2SeqModel",
     "RNNSeq2SeqModelOutput",
+    "RNNSeq2SeqPipeline",
     "RNNSeq2SeqPreTrainedModel",
     "__version__",
     "batch_decode_with_source_oovs",
     "decode_with_source_oovs",
     "prepare_copy_inputs",
+    "register_pipeline",
     "shift_tokens_right",
 ]

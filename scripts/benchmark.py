@@ -166,7 +166,8 @@ def main():
             with torch.inference_mode():
                 model.generate(**decode_inputs[0], **kwargs)  # warm-up
                 elapsed = 0.0
-                for inputs in decode_inputs:  # each batch twice, the faster counts: a shared machine's stalls are short
+                # each batch twice, the faster counts: a shared machine's stalls are short
+                for inputs in decode_inputs:
                     times = []
                     for _ in range(2):
                         start = time.perf_counter()

@@ -1,0 +1,88 @@
+"""Score a saved model on a test file: BLEU, chrF and exact match (and ROUGE for summaries), offline.
+
+    python scripts/evaluate_model.py runs/numbers --test_file test.jsonl --source_lang en --target_lang zh
+    python scripts/evaluate_model.py runs/summaries --test_file test.jsonl --text_column article --summary_column highlights \\
+        --num_beams 4 --coverage_penalty 0.2
+    python scripts/evaluate_model.py runs/numbers --task numbers        # the built-in task's test split
+
+The test file has the layouts of scripts/train.py (JSON Lines or CSV; a `translation` column with language keys, or
+flat columns). Writes `metrics.json` and `predictions.jsonl` (source, prediction, reference) to `--output_dir`
+(default: the model folder) and prints the metrics.
+
+(Not named `evaluate.py`: a script of that name in scripts/ would shadow the `evaluate` library for every script run
+from this folder, since Python puts the script's folder first on the import path.)
+"""
+
+import argparse
+import json
+import os
+import sys
+from pathlib import Path
+
+os.environ.setdefault("OMP_NUM_THREADS", "1")
+
+import torch
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from translate import add_generation_arguments, generation_kwargs, load, translate
+
+from hf_rnn_seq2seq.metrics_rnn_seq2seq import compute_generation_metrics
+from hf_rnn_seq2seq.tasks_rnn_seq2seq import TASKS, load_text_pairs
+
+
+def main(argv=None) -> dict:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("model", help="a folder written by scripts/train.py or save_pretrained (model + tokenizer)")
+    parser.add_argument("--test_file", help="JSON Lines or CSV test data")
+    parser.add_argument("--task", choices=sorted(TASKS), help="score on a built-in task's test split instead")
+    parser.add_argument("--source_lang")
+    parser.add_argument("--target_lang")
+    parser.add_argument("--text_column")
+    parser.add_argument("--summary_column")
+    parser.add_argument("--max_samples", type=int, help="score only the first N pairs")
+    parser.add_argument("--output_dir", help="where metrics.json and predictions.jsonl go (default: the model folder)")
+    add_generation_arguments(parser)
+    args = parser.parse_args(argv)
+    torch.manual_seed(args.seed)
+    torch.set_num_threads(1)
+    if not (args.test_file or args.task):
+        parser.error("give --test_file (with its column options) or --task")
+
+    raw, source_column, target_column = load_text_pairs(
+        task=args.task,
+        data_files={"test": args.test_file} if args.test_file else None,
+        source_lang=args.source_lang,
+        target_lang=args.target_lang,
+        text_column=args.text_column,
+        summary_column=args.summary_column,
+    )
+    test = raw["test"]
+    if args.max_samples is not None:
+        test = test.select(range(min(args.max_samples, len(test))))
+    model, tokenizer = load(args.model)
+    kwargs = generation_kwargs(args)
+    kwargs.pop("num_return_sequences", None)
+    sources, references = list(test[source_column]), list(test[target_column])
+    predictions = [
+        outputs[0] for outputs in translate(model, tokenizer, sources, batch_size=args.batch_size, **kwargs)
+    ]
+
+    metric_names = ("sacrebleu", "chrf", "exact_match") + (("rouge",) if args.summary_column else ())
+    metrics = compute_generation_metrics(predictions, references, metrics=metric_names)
+    metrics["samples"] = len(predictions)
+    output_dir = Path(args.output_dir or args.model)
+    output_dir.mkdir(parents=True, exist_ok=True)
+    (output_dir / "metrics.json").write_text(json.dumps(metrics, indent=2) + "\n")
+    with open(output_dir / "predictions.jsonl", "w", encoding="utf-8") as f:
+        for source, prediction, reference in zip(sources, predictions, references, strict=True):
+            f.write(
+                json.dumps({"source": source, "prediction": prediction, "reference": reference}, ensure_ascii=False)
+            )
+            f.write("\n")
+    print(json.dumps(metrics))
+    print(f"Metrics and predictions written to {output_dir}", file=sys.stderr)
+    return metrics
+
+
+if __name__ == "__main__":
+    main()
