@@ -158,3 +158,16 @@ def test_benchmark_prints_and_writes_its_figures(tmp_path, monkeypatch, capsys, 
         variants = figures["variants"]
         assert list(variants) == ["plain", "copy+coverage", "copyext+coverage"]
         assert all(variants[name]["train_vs_plain"] > 0 for name in ("copy+coverage", "copyext+coverage"))
+
+
+def test_train_resumes_from_a_checkpoint(tmp_path):
+    train = script("train.py")["main"]
+    common = ["--output_dir", str(tmp_path), "--max_train_samples", "128", "--max_eval_samples", "8", *TINY]
+    train([*common, "--max_predict_samples", "8"])
+    checkpoints = sorted(tmp_path.glob("checkpoint-*"))
+    assert checkpoints, "train.py saves a checkpoint per epoch"
+    resumed = train(
+        [*common, "--num_train_epochs", "2", "--resume_from_checkpoint", str(checkpoints[-1])]
+    )  # last wins
+    state = json.loads((tmp_path / "trainer_state.json").read_text())
+    assert state["epoch"] == 2.0 and "train_runtime" in resumed
