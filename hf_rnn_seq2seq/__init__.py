@@ -35,6 +35,11 @@ AutoConfig.register(RNNSeq2SeqConfig.model_type, RNNSeq2SeqConfig)
 AutoModel.register(RNNSeq2SeqConfig, RNNSeq2SeqModel)
 AutoModelForSeq2SeqLM.register(RNNSeq2SeqConfig, RNNSeq2SeqForConditionalGeneration)
 register_pipeline()  # pipeline("rnn-seq2seq-generation", model=...): transformers 5 has no translation pipeline
+# Saved folders carry their code (configuration_/modeling_rnn_seq2seq.py) and an `auto_map`, so that they load with
+# `trust_remote_code=True` where this package is not installed.
+RNNSeq2SeqConfig.register_for_auto_class()
+RNNSeq2SeqModel.register_for_auto_class("AutoModel")
+RNNSeq2SeqForConditionalGeneration.register_for_auto_class("AutoModelForSeq2SeqLM")
 
 __all__ = [
     "CoveragePenaltyLogitsProcessor",

@@ -641,6 +641,23 @@ class RNNSeq2SeqPreTrainedModel(PreTrainedModel):
                 output_embeddings.weight = decoder.embed_tokens.weight
         return embeddings
 
+    def save_pretrained(self, save_directory, *args, **kwargs):
+        """`PreTrainedModel.save_pretrained`, writing a self-contained folder: `config.json` maps every Auto class this
+        package supports (`AutoConfig`, `AutoModel`, `AutoModelForSeq2SeqLM`) to the code files saved beside the
+        weights, so `from_pretrained(folder, trust_remote_code=True)` works where this package is not installed.
+        (transformers itself lists only the class being saved.)"""
+        module = "modeling_rnn_seq2seq"
+        auto_map = dict(getattr(self.config, "auto_map", None) or {})
+        auto_map.update(
+            {
+                "AutoConfig": "configuration_rnn_seq2seq.RNNSeq2SeqConfig",
+                "AutoModel": f"{module}.RNNSeq2SeqModel",
+                "AutoModelForSeq2SeqLM": f"{module}.RNNSeq2SeqForConditionalGeneration",
+            }
+        )
+        self.config.auto_map = auto_map
+        return super().save_pretrained(save_directory, *args, **kwargs)
+
     @classmethod
     def from_pretrained(cls, pretrained_model_name_or_path, *args, **kwargs):
         try:
