@@ -18,8 +18,8 @@ Data: JSON Lines or CSV files in the layouts of the HF example scripts (`{"trans
 unless `--tokenizer_name` gives an existing one. Every `RNNSeq2SeqConfig` field is an option (see --help), or take a
 whole config with `--config_name`, or fine-tune a saved model with `--model_name_or_path`. Metrics (BLEU, chrF, exact
 match; ROUGE for summaries) come from the package's offline metric modules. The output folder receives the best model
-with its tokenizer and generation config, `all_results.json`, `predictions.jsonl`, `trainer_state.json` and
-`training_curve.png`.
+with its tokenizer and generation config, a model card (`README.md`), `all_results.json`, `predictions.jsonl`,
+`trainer_state.json` and `training_curve.png`.
 """
 
 import dataclasses
@@ -58,6 +58,7 @@ from hf_rnn_seq2seq import (
     prepare_copy_inputs,
 )
 from hf_rnn_seq2seq.metrics_rnn_seq2seq import compute_generation_metrics
+from hf_rnn_seq2seq.modelcard_rnn_seq2seq import write_model_card
 from hf_rnn_seq2seq.tasks_rnn_seq2seq import TASKS, load_text_pairs
 from hf_rnn_seq2seq.tokenization_rnn_seq2seq import TOKENIZER_KINDS, load_pretrained_embeddings, train_tokenizer
 
@@ -402,6 +403,24 @@ def main(argv=None):
                     f.write(json.dumps(line, ensure_ascii=False) + "\n")
     results["wall_time_s"] = round(time.perf_counter() - start, 1)
     trainer.save_metrics("all", results)
+    if trainer.is_world_process_zero():
+        sources = (test_raw or eval_raw or train_raw)[source_column]
+        write_model_card(
+            trainer.model,
+            training_args.output_dir,
+            model_name=Path(training_args.output_dir).name,
+            datasets=[data_args.dataset_name or data_args.task or Path(data_args.train_file).name],
+            languages=[data_args.source_lang, data_args.target_lang] if data_args.source_lang else None,
+            metrics=results,
+            training_command="python scripts/train.py " + " ".join(sys.argv[1:] if argv is None else argv),
+            training_summary=(
+                f"{len(train_raw) if train_raw is not None else 0} training pairs; tokenizer: "
+                f"{data_args.tokenizer_name or data_args.tokenizer_kind}; {training_args.num_train_epochs} epochs, "
+                f"learning rate {training_args.learning_rate}, batch {training_args.per_device_train_batch_size}; "
+                f"{results['wall_time_s']:.0f} s in all on this run's hardware."
+            ),
+            example_input=sources[0] if len(sources) else "",
+        )
 
     if trainer.is_world_process_zero():
         for line in lines[: data_args.num_examples_to_print]:

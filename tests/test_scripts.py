@@ -7,6 +7,7 @@ import sys
 from pathlib import Path
 
 import pytest
+from huggingface_hub import ModelCard
 from transformers import AutoModelForSeq2SeqLM, AutoTokenizer
 
 SCRIPTS = Path(__file__).resolve().parent.parent / "scripts"
@@ -40,7 +41,7 @@ def numbers_model(tmp_path_factory):
 def test_train_writes_model_tokenizer_metrics_predictions_and_curve(numbers_model):
     output, results = numbers_model
     for name in ("config.json", "model.safetensors", "generation_config.json", "tokenizer.json", "all_results.json",
-                 "predictions.jsonl", "trainer_state.json", "training_curve.png"):  # fmt: skip
+                 "predictions.jsonl", "trainer_state.json", "training_curve.png", "README.md"):  # fmt: skip
         assert (output / name).exists(), name
     for key in ("eval_bleu", "eval_chrf", "eval_exact_match", "test_bleu", "test_exact_match", "wall_time_s"):
         assert key in results, key
@@ -48,6 +49,9 @@ def test_train_writes_model_tokenizer_metrics_predictions_and_curve(numbers_mode
     lines = [json.loads(line) for line in (output / "predictions.jsonl").read_text().splitlines()]
     assert len(lines) == 20 and set(lines[0]) == {"source", "prediction", "reference"}
     assert (output / "training_curve.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+    card = ModelCard.load(output / "README.md")
+    assert card.data.library_name == "transformers" and "rnn_seq2seq" in card.data.tags and "bleu" in card.data.metrics
+    assert "python scripts/train.py" in card.text and f"{results['test_bleu']:.4g}" in card.text
     model, tokenizer = AutoModelForSeq2SeqLM.from_pretrained(output), AutoTokenizer.from_pretrained(output)
     assert (
         model.config.vocab_size == len(tokenizer)
