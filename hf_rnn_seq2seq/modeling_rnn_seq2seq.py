@@ -658,6 +658,52 @@ class RNNSeq2SeqPreTrainedModel(PreTrainedModel):
         self.config.auto_map = auto_map
         return super().save_pretrained(save_directory, *args, **kwargs)
 
+    def push_to_hub(
+        self,
+        repo_id: str,
+        *,
+        model_card_kwargs: dict | None = None,
+        commit_message: str | None = None,
+        commit_description: str | None = None,
+        private: bool | None = None,
+        token: str | bool | None = None,
+        revision: str | None = None,
+        create_pr: bool = False,
+        max_shard_size: int | str | None = "50GB",
+        **kwargs,
+    ):
+        """Uploads the model to the Hub: what `save_pretrained` writes (weights, config with `auto_map`, generation
+        config, the model's code files) plus this package's model card as `README.md` (transformers' own
+        `push_to_hub` would replace it with a generic card). `model_card_kwargs` go to
+        `hf_rnn_seq2seq.modelcard_rnn_seq2seq.build_model_card` (metrics, datasets, languages, training command...).
+        Push the tokenizer with `tokenizer.push_to_hub(repo_id)`. Load with
+        `AutoModelForSeq2SeqLM.from_pretrained(repo_id, trust_remote_code=True)`."""
+        import os
+        import tempfile
+
+        from huggingface_hub import CommitOperationAdd, HfApi
+
+        from .modelcard_rnn_seq2seq import build_model_card
+
+        api = HfApi(token=token)
+        repo_id = api.create_repo(repo_id, private=private, exist_ok=True).repo_id
+        with tempfile.TemporaryDirectory() as folder:
+            self.save_pretrained(folder, max_shard_size=max_shard_size)
+            card_kwargs = {"model_name": repo_id.split("/")[-1], **(model_card_kwargs or {}), "repo_id": repo_id}
+            build_model_card(self, **card_kwargs).save(os.path.join(folder, "README.md"))
+            operations = [
+                CommitOperationAdd(path_in_repo=name, path_or_fileobj=os.path.join(folder, name))
+                for name in sorted(os.listdir(folder))
+            ]
+            return api.create_commit(
+                repo_id=repo_id,
+                operations=operations,
+                commit_message=commit_message or "Upload RNNSeq2Seq model",
+                commit_description=commit_description,
+                revision=revision,
+                create_pr=create_pr,
+            )
+
     @classmethod
     def from_pretrained(cls, pretrained_model_name_or_path, *args, **kwargs):
         try:

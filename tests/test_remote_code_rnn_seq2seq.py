@@ -87,3 +87,32 @@ def test_in_process_loading_still_uses_the_installed_package(tmp_path):
     assert type(model).__module__ == "hf_rnn_seq2seq.modeling_rnn_seq2seq"
     batch = make_batch()
     torch.testing.assert_close(model(**batch).logits, tiny_model()(**batch).logits)
+
+
+def test_push_to_hub_uploads_a_self_contained_folder_with_our_model_card(monkeypatch):
+    """No Hub here: huggingface_hub is intercepted at its two network calls, and the uploaded file set is checked."""
+    from types import SimpleNamespace
+
+    from huggingface_hub import HfApi, ModelCard
+
+    uploads = {}
+
+    def create_repo(self, repo_id, **kwargs):
+        return SimpleNamespace(repo_id=repo_id)
+
+    def create_commit(self, repo_id, operations, **kwargs):
+        for operation in operations:
+            content = operation.path_or_fileobj
+            uploads[operation.path_in_repo] = open(content, "rb").read() if isinstance(content, str) else content
+        return SimpleNamespace(oid="0" * 40, commit_url="", pr_url=None)
+
+    monkeypatch.setattr(HfApi, "create_repo", create_repo)
+    monkeypatch.setattr(HfApi, "create_commit", create_commit)
+    model = tiny_model(use_copy=True, use_coverage=True)
+    model.push_to_hub("someone/rnn-demo", model_card_kwargs={"metrics": {"test_bleu": 12.5}, "datasets": ["toy"]})
+    assert {"config.json", "model.safetensors", "generation_config.json", "configuration_rnn_seq2seq.py",
+            "modeling_rnn_seq2seq.py", "README.md"} <= set(uploads)  # fmt: skip
+    assert not any(name.endswith((".bin", ".pt", ".pkl")) for name in uploads), "safetensors only, no pickles"
+    assert set(json.loads(uploads["config.json"])["auto_map"]) == {"AutoConfig", "AutoModel", "AutoModelForSeq2SeqLM"}
+    card = ModelCard(uploads["README.md"].decode())
+    assert "someone/rnn-demo" in card.text and "| test | bleu | 12.5 |" in card.text and card.data.datasets == ["toy"]
