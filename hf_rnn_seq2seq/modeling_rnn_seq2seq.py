@@ -1149,6 +1149,8 @@ class RNNSeq2SeqForConditionalGeneration(RNNSeq2SeqPreTrainedModel, GenerationMi
         output_hidden_states: bool | None = None,
         return_dict: bool | None = None,
         num_items_in_batch: int | torch.Tensor | None = None,
+        inputs_embeds: torch.FloatTensor | None = None,
+        decoder_inputs_embeds: torch.FloatTensor | None = None,
     ) -> RNNSeq2SeqLMOutput | tuple:
         r"""
         labels (`torch.LongTensor` of shape `(batch_size, target_length)`, *optional*):
@@ -1162,6 +1164,9 @@ class RNNSeq2SeqForConditionalGeneration(RNNSeq2SeqPreTrainedModel, GenerationMi
         num_items_in_batch (`int` or `torch.Tensor`, *optional*):
             Number of target tokens in the whole (accumulated, all-process) batch, as `Trainer` passes it. The loss
             is then the summed token loss divided by it; otherwise the mean over this batch's target tokens.
+        inputs_embeds, decoder_inputs_embeds:
+            Accepted so that generic wrappers (e.g. PEFT's `PeftModelForSeq2SeqLM`) can pass them as `None`; the model
+            reads token ids (the copy mechanism needs them), so a tensor here is an error.
 
         Returns `RNNSeq2SeqLMOutput` with `logits` of shape `(batch_size, target_length, Vx)`: unnormalised scores over
         the vocabulary (`Vx = vocab_size`), or with `use_copy` the **log-probabilities** of the copy mixture (`Vx =
@@ -1172,6 +1177,11 @@ class RNNSeq2SeqForConditionalGeneration(RNNSeq2SeqPreTrainedModel, GenerationMi
         """
         return_dict = return_dict if return_dict is not None else self.config.return_dict
         output_attentions = output_attentions if output_attentions is not None else self.config.output_attentions
+        if inputs_embeds is not None or decoder_inputs_embeds is not None:
+            raise ValueError(
+                "RNNSeq2SeqForConditionalGeneration reads token ids, not embeddings: pass `input_ids` and "
+                "`decoder_input_ids` (or `labels`) instead of `inputs_embeds` / `decoder_inputs_embeds`."
+            )
         if extended_input_ids is not None and not self.config.copy_extended_vocab:
             raise ValueError(
                 "`extended_input_ids` is only used by a copy model with an extended vocabulary "
