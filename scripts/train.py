@@ -333,7 +333,7 @@ def main(argv=None):
             if split is not None
         }
 
-    decoding = {"oovs": None}  # the OOV lists of the split being generated (compute_metrics sees ids only)
+    decoding = {"split": "validation"}  # the split being generated: compute_metrics sees ids only, not which rows
 
     def decode(sequences, split):
         sequences = np.where(np.asarray(sequences) < 0, tokenizer.pad_token_id, sequences)
@@ -353,21 +353,20 @@ def main(argv=None):
         metrics = ("sacrebleu", "chrf", "exact_match") + (("rouge",) if data_args.summary_column else ())
         return compute_generation_metrics(predictions, references, metrics=metrics)
 
-    columns = {"input_ids", "attention_mask", "labels", "extended_input_ids"}
+    def model_inputs(split):
+        """The split without its text columns (and `source_oovs`): what the collator and the model take."""
+        dataset = datasets[split]
+        keep = {"input_ids", "attention_mask", "labels", "extended_input_ids"}
+        return dataset.remove_columns([c for c in dataset.column_names if c not in keep])
+
     if "validation" not in datasets:  # nothing to evaluate or choose the best checkpoint on
         training_args.eval_strategy = "no"
         training_args.load_best_model_at_end = False
     trainer = Seq2SeqTrainer(
         model=model,
         args=training_args,
-        train_dataset=datasets["train"].remove_columns([c for c in datasets["train"].column_names if c not in columns])
-        if "train" in datasets
-        else None,
-        eval_dataset=datasets["validation"].remove_columns(
-            [c for c in datasets["validation"].column_names if c not in columns]
-        )
-        if "validation" in datasets
-        else None,
+        train_dataset=model_inputs("train") if "train" in datasets else None,
+        eval_dataset=model_inputs("validation") if "validation" in datasets else None,
         data_collator=(DataCollatorForCopySeq2Seq if extended else DataCollatorForSeq2Seq)(tokenizer, model=model),
         processing_class=tokenizer,
         compute_metrics=compute_metrics,
@@ -375,7 +374,6 @@ def main(argv=None):
 
     results = {}
     if training_args.do_train or "train" in datasets:
-        decoding["split"] = "validation"
         train_result = trainer.train(resume_from_checkpoint=training_args.resume_from_checkpoint)
         trainer.save_model()  # the best model (load_best_model_at_end), its tokenizer and generation config
         results.update(train_result.metrics)
@@ -388,9 +386,7 @@ def main(argv=None):
     if "test" in datasets:
         decoding["split"] = "test"
         test = datasets["test"]
-        output = trainer.predict(
-            test.remove_columns([c for c in test.column_names if c not in columns]), metric_key_prefix="test"
-        )
+        output = trainer.predict(model_inputs("test"), metric_key_prefix="test")
         results.update(output.metrics)
         predictions = decode(output.predictions, "test")
         lines = [
