@@ -142,6 +142,20 @@ class RNNSeq2SeqConfig(PreTrainedConfig):
     is_encoder_decoder: bool = True
     use_cache: bool = True
 
+    @classmethod
+    def get_config_dict(cls, pretrained_model_name_or_path, **kwargs):
+        """transformers only logs a warning when a config of another model type is loaded into this class (and the
+        model is then built from whichever of our defaults survive). Here that is an error naming the checkpoint."""
+        config_dict, kwargs = super().get_config_dict(pretrained_model_name_or_path, **kwargs)
+        model_type = config_dict.get("model_type")
+        if model_type is not None and model_type != cls.model_type:
+            raise ValueError(
+                f"The config of '{pretrained_model_name_or_path}' (config.json) is for model type '{model_type}', "
+                f"not '{cls.model_type}': it is not an RNNSeq2Seq checkpoint. Load it with the class of its own "
+                "model type (e.g. `AutoModelForSeq2SeqLM`)."
+            )
+        return config_dict, kwargs
+
     @property
     def encoder_hidden_size_per_direction(self) -> int:
         """State size of one encoder direction (`encoder_hidden_size`, or its default)."""

@@ -25,6 +25,7 @@ step with the recurrent state carried in `cache` (an `RNNSeq2SeqCache`), give th
 """
 
 import math
+import os
 from dataclasses import dataclass
 
 import torch
@@ -599,6 +600,37 @@ def _gru_cell(input_gates, hidden_gates, hidden):
 # ---------------------------------------------------------------------------------------------------------------------
 
 
+def _local_weights_files(checkpoint) -> list[str]:
+    """The safetensors files of a local checkpoint folder (empty for a Hub id)."""
+    folder = str(checkpoint)
+    if not os.path.isdir(folder):
+        return []
+    return sorted(os.path.join(folder, name) for name in os.listdir(folder) if name.endswith(".safetensors"))
+
+
+def _shape_mismatches(model_class, checkpoint, config=None) -> str:
+    """'name: checkpoint [..] vs config [..]' for each weight of a local checkpoint whose shape differs from what its
+    config builds (the model is built on the meta device: no memory, no initialisation)."""
+    from safetensors import safe_open
+
+    files = _local_weights_files(checkpoint)
+    if not files:
+        return ""
+    if not isinstance(config, RNNSeq2SeqConfig):
+        config = model_class.config_class.from_pretrained(checkpoint)
+    with torch.device("meta"):
+        expected = {name: tuple(tensor.shape) for name, tensor in model_class(config).state_dict().items()}
+    found = []
+    for path in files:
+        with safe_open(path, framework="pt") as weights:
+            for name in weights.keys():
+                shape = tuple(weights.get_slice(name).get_shape())
+                if name in expected and shape != expected[name]:
+                    found.append(f"{name}: checkpoint {list(shape)} vs config {list(expected[name])}")
+    sizes = f"vocab_size={config.vocab_size}, embedding_size={config.embedding_size}, hidden_size={config.hidden_size}"
+    return f"{'; '.join(found)} (config.json has {sizes})" if found else ""
+
+
 class RNNSeq2SeqPreTrainedModel(PreTrainedModel):
     config_class = RNNSeq2SeqConfig
     base_model_prefix = "model"
@@ -662,6 +694,7 @@ class RNNSeq2SeqPreTrainedModel(PreTrainedModel):
         self,
         repo_id: str,
         *,
+        tokenizer=None,
         model_card_kwargs: dict | None = None,
         commit_message: str | None = None,
         commit_description: str | None = None,
@@ -676,9 +709,8 @@ class RNNSeq2SeqPreTrainedModel(PreTrainedModel):
         config, the model's code files) plus this package's model card as `README.md` (transformers' own
         `push_to_hub` would replace it with a generic card). `model_card_kwargs` go to
         `hf_rnn_seq2seq.modelcard_rnn_seq2seq.build_model_card` (metrics, datasets, languages, training command...).
-        Push the tokenizer with `tokenizer.push_to_hub(repo_id)`. Load with
-        `AutoModelForSeq2SeqLM.from_pretrained(repo_id, trust_remote_code=True)`."""
-        import os
+        Pass `tokenizer=` to upload its files in the same commit, so `AutoTokenizer.from_pretrained(repo_id)` works
+        too. Load with `AutoModelForSeq2SeqLM.from_pretrained(repo_id, trust_remote_code=True)`."""
         import tempfile
 
         from huggingface_hub import CommitOperationAdd, HfApi
@@ -689,6 +721,8 @@ class RNNSeq2SeqPreTrainedModel(PreTrainedModel):
         repo_id = api.create_repo(repo_id, private=private, exist_ok=True).repo_id
         with tempfile.TemporaryDirectory() as folder:
             self.save_pretrained(folder, max_shard_size=max_shard_size)
+            if tokenizer is not None:
+                tokenizer.save_pretrained(folder)
             card_kwargs = {"model_name": repo_id.split("/")[-1], **(model_card_kwargs or {}), "repo_id": repo_id}
             build_model_card(self, **card_kwargs).save(os.path.join(folder, "README.md"))
             operations = [
@@ -706,12 +740,27 @@ class RNNSeq2SeqPreTrainedModel(PreTrainedModel):
 
     @classmethod
     def from_pretrained(cls, pretrained_model_name_or_path, *args, **kwargs):
+        """`PreTrainedModel.from_pretrained` (safetensors only: no pickle is ever loaded), with errors that name the
+        file: a corrupt or truncated weights file, and weights whose shapes do not fit `config.json` (e.g. a
+        vocabulary-size mismatch), which transformers reports only as a table in the log."""
         try:
             return super().from_pretrained(pretrained_model_name_or_path, *args, **kwargs)
-        except SafetensorError as error:  # a truncated or corrupt file: say which checkpoint it was
+        except SafetensorError as error:
+            files = _local_weights_files(pretrained_model_name_or_path)
             raise OSError(
                 f"Could not read the safetensors weights of checkpoint '{pretrained_model_name_or_path}' "
-                f"(corrupt or truncated file?): {error}"
+                f"({', '.join(files) or 'model.safetensors'}): corrupt or truncated file? {error}"
+            ) from error
+        except RuntimeError as error:
+            if "ignore_mismatched_sizes" not in str(error):
+                raise
+            mismatches = _shape_mismatches(cls, pretrained_model_name_or_path, kwargs.get("config"))
+            raise ValueError(
+                f"The weights of checkpoint '{pretrained_model_name_or_path}' "
+                f"({', '.join(_local_weights_files(pretrained_model_name_or_path)) or 'model.safetensors'}) do not fit "
+                f"its config (config.json): {mismatches or error}. The weights and config.json come from different "
+                "models, or config.json was edited (vocab_size, embedding_size, hidden_size...). Pass "
+                "`ignore_mismatched_sizes=True` to re-initialise the mismatched weights instead."
             ) from error
 
     @classmethod
@@ -1197,6 +1246,14 @@ class RNNSeq2SeqForConditionalGeneration(RNNSeq2SeqPreTrainedModel, GenerationMi
                     "have the same shape: label t is the target for decoder input t."
                 )
             use_cache = False
+        elif (
+            self.training and torch.is_grad_enabled() and (self.config.use_coverage or self.config.copy_extended_vocab)
+        ):
+            logger.warning_once(
+                "Training forward pass without `labels`: the loss is computed outside the model (e.g. by Trainer's "
+                "`label_smoothing_factor`), so the coverage loss is left out and label smoothing would also spread "
+                "mass over the unused extended-vocabulary ids. Use the model's own `config.label_smoothing` instead."
+            )
 
         outputs = self.model(
             input_ids=input_ids,

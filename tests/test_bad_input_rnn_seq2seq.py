@@ -1,8 +1,12 @@
 """Bad input gets an error naming the argument and what was expected, never a crash deep inside torch."""
 
+import json
+
 import pytest
 import torch
 from transformers import AutoModelForSeq2SeqLM
+
+from hf_rnn_seq2seq import RNNSeq2SeqConfig, RNNSeq2SeqForConditionalGeneration
 
 from .conftest import VOCAB, make_batch, tiny_model
 
@@ -79,7 +83,29 @@ def test_corrupt_checkpoint_names_the_file(tmp_path):
     weights.write_bytes(weights.read_bytes()[:100])
     with pytest.raises(OSError, match="safetensors weights of checkpoint") as excinfo:
         AutoModelForSeq2SeqLM.from_pretrained(tmp_path)
+    assert str(weights) in str(excinfo.value)
+
+
+def test_config_of_another_model_type_is_an_error_naming_the_checkpoint(tmp_path):
+    tiny_model().save_pretrained(tmp_path)
+    config = json.loads((tmp_path / "config.json").read_text())
+    (tmp_path / "config.json").write_text(json.dumps(dict(config, model_type="bart")))
+    with pytest.raises(ValueError, match="is for model type 'bart', not 'rnn_seq2seq'") as excinfo:
+        RNNSeq2SeqForConditionalGeneration.from_pretrained(tmp_path)
     assert str(tmp_path) in str(excinfo.value)
+    with pytest.raises(ValueError, match="model type 'bart'"):
+        RNNSeq2SeqConfig.from_pretrained(tmp_path)
+
+
+def test_weights_that_do_not_fit_the_config_name_the_file_and_the_sizes(tmp_path):
+    tiny_model().save_pretrained(tmp_path)
+    config = json.loads((tmp_path / "config.json").read_text())
+    (tmp_path / "config.json").write_text(json.dumps(dict(config, vocab_size=VOCAB + 5)))
+    with pytest.raises(ValueError, match="do not fit its config") as excinfo:
+        AutoModelForSeq2SeqLM.from_pretrained(tmp_path)
+    message = str(excinfo.value)
+    assert str(tmp_path / "model.safetensors") in message and f"vocab_size={VOCAB + 5}" in message
+    assert f"model.shared.weight: checkpoint [{VOCAB}, " in message and "ignore_mismatched_sizes=True" in message
 
 
 def test_cache_from_another_batch_or_source_is_rejected(model):
