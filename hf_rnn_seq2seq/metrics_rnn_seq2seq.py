@@ -15,13 +15,20 @@ first time, so several processes may load them at once.
 >>> compute_generation_metrics(["the cat sat"], ["the cat sat on the mat"], metrics=("sacrebleu", "exact_match"))
 {'bleu': 36.78..., 'exact_match': 0.0}
 ```
+
+Scripts that call `evaluate.load("sacrebleu")` / `evaluate.load("rouge")` by name (transformers' `run_translation.py`
+and `run_summarization.py`) find a metric in a folder of that name in their working directory before trying the Hub:
+`python -m hf_rnn_seq2seq.metrics_rnn_seq2seq --export-to DIR` (or `export_metric_modules(DIR)`) writes
+`DIR/sacrebleu/sacrebleu.py`, `DIR/rouge/rouge.py`, ... so those scripts run offline when started from `DIR`.
 """
 
+import argparse
+import shutil
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
-__all__ = ["METRICS_DIR", "available_metrics", "compute_generation_metrics", "load_metric"]
+__all__ = ["METRICS_DIR", "available_metrics", "compute_generation_metrics", "export_metric_modules", "load_metric"]
 
 METRICS_DIR = Path(__file__).resolve().parent / "metrics"
 
@@ -66,6 +73,22 @@ def load_metric(name: str, **kwargs: Any):
     if kwargs.get("num_process", 1) == 1:
         kwargs.setdefault("keep_in_memory", True)
     return evaluate.load(str(METRICS_DIR / name), **kwargs)
+
+
+def export_metric_modules(directory: str | Path = ".", names: Sequence[str] | None = None) -> list[Path]:
+    """Copies the package's metric scripts to `directory/<name>/<name>.py`, where `evaluate.load("<name>")` run from
+    `directory` finds them (evaluate looks for a local folder of that name before the Hub). Existing files of the
+    same name are replaced. Returns the written scripts."""
+    names = available_metrics() if names is None else list(names)
+    unknown = sorted(set(names) - set(available_metrics()))
+    if unknown:
+        raise ValueError(f"Unknown metric(s) {unknown}: the offline metrics are {', '.join(available_metrics())}.")
+    written = []
+    for name in names:
+        target = Path(directory) / name
+        target.mkdir(parents=True, exist_ok=True)
+        written.append(Path(shutil.copy2(METRICS_DIR / name / f"{name}.py", target / f"{name}.py")))
+    return written
 
 
 def _check_inputs(predictions: Any, references: Any) -> None:
@@ -147,3 +170,16 @@ def compute_generation_metrics(
                     )
                 results[reported] = float(output[key])
     return results
+
+
+def main(argv: Sequence[str] | None = None) -> None:
+    parser = argparse.ArgumentParser(description="Offline metric scripts for `evaluate.load(name)`.")
+    parser.add_argument("--export-to", required=True, metavar="DIR", help="folder to write <name>/<name>.py into")
+    parser.add_argument("--metrics", nargs="+", default=None, help=f"default: all ({', '.join(available_metrics())})")
+    args = parser.parse_args(argv)
+    for path in export_metric_modules(args.export_to, args.metrics):
+        print(path)
+
+
+if __name__ == "__main__":
+    main()

@@ -208,3 +208,19 @@ def test_unknown_metric_and_bad_inputs():
         compute_generation_metrics("the cat", "the cat")
     with pytest.raises(ValueError, match="not among the metrics"):
         compute_generation_metrics(PREDICTIONS, REFERENCES, metric_kwargs={"rouge": {}})
+
+
+def test_exported_metric_modules_load_by_name_from_their_folder(tmp_path, monkeypatch):
+    import evaluate
+
+    from hf_rnn_seq2seq.metrics_rnn_seq2seq import export_metric_modules
+
+    written = export_metric_modules(tmp_path, ["sacrebleu", "rouge"])
+    assert written == [tmp_path / "sacrebleu" / "sacrebleu.py", tmp_path / "rouge" / "rouge.py"]
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.setenv("HF_HUB_OFFLINE", "1")
+    assert evaluate.load("sacrebleu").compute(predictions=["a b c d"], references=[["a b c d"]])[
+        "score"
+    ] == pytest.approx(100)
+    with pytest.raises(ValueError, match="Unknown metric"):
+        export_metric_modules(tmp_path, ["bertscore"])
