@@ -26,6 +26,7 @@ from .modeling_rnn_seq2seq import (
     shift_tokens_right,
 )
 from .pipeline_rnn_seq2seq import RNNSeq2SeqPipeline, register_pipeline
+from .trainer_rnn_seq2seq import RNNSeq2SeqTrainer
 
 __version__ = "0.1.0"
 
@@ -53,6 +54,7 @@ __all__ = [
     "RNNSeq2SeqModelOutput",
     "RNNSeq2SeqPipeline",
     "RNNSeq2SeqPreTrainedModel",
+    "RNNSeq2SeqTrainer",
     "__version__",
     "batch_decode_with_source_oovs",
     "decode_with_source_oovs",

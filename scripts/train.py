@@ -1,4 +1,4 @@
-"""Train and evaluate an RNN encoder-decoder with `Seq2SeqTrainer`.
+"""Train and evaluate an RNN encoder-decoder with `Seq2SeqTrainer` (`RNNSeq2SeqTrainer`: see trainer_rnn_seq2seq.py).
 
 With no arguments it runs the lecture's exercise on a built-in generated task: English number words to Chinese
 numerals (`seven zero three → 七 零 三`), an LSTM encoder-decoder with attention, beam search at evaluation; about
@@ -10,7 +10,8 @@ a minute on 2 CPU cores. `--task names` shows why copy matters (made-up names th
         --tokenizer_kind bpe --tokenizer_vocab_size 8000 --attention_type general --output_dir runs/de-en
     python scripts/train.py --train_file cnndm.jsonl --text_column article --summary_column highlights \\
         --use_copy true --use_coverage true --output_dir runs/summaries
-    accelerate launch scripts/train.py ...                    # several processes / GPUs, unchanged
+    torchrun --nproc_per_node 2 scripts/train.py ...          # 2 processes (CPU: gloo; GPUs: one each, NCCL)
+    accelerate launch --multi_gpu --num_processes 2 scripts/train.py ...   # the same through Accelerate
 
 Data: JSON Lines or CSV files in the layouts of the HF example scripts (`{"translation": {"de": …, "en": …}}` with
 `--source_lang/--target_lang`, or flat columns with `--text_column/--summary_column`), or a Hub dataset
@@ -44,7 +45,6 @@ from transformers import (
     AutoTokenizer,
     DataCollatorForSeq2Seq,
     HfArgumentParser,
-    Seq2SeqTrainer,
     Seq2SeqTrainingArguments,
     set_seed,
 )
@@ -61,6 +61,7 @@ from hf_rnn_seq2seq.metrics_rnn_seq2seq import compute_generation_metrics
 from hf_rnn_seq2seq.modelcard_rnn_seq2seq import write_model_card
 from hf_rnn_seq2seq.tasks_rnn_seq2seq import TASKS, load_text_pairs
 from hf_rnn_seq2seq.tokenization_rnn_seq2seq import TOKENIZER_KINDS, load_pretrained_embeddings, train_tokenizer
+from hf_rnn_seq2seq.trainer_rnn_seq2seq import RNNSeq2SeqTrainer
 
 logger = logging.getLogger("train")
 
@@ -169,6 +170,7 @@ TASK_TRAINING_DEFAULTS = dict(
 TRAINING_DEFAULTS = dict(
     predict_with_generate=True, generation_num_beams=5, eval_strategy="epoch", save_strategy="epoch",
     save_total_limit=2, load_best_model_at_end=True, metric_for_best_model="bleu", report_to="none",
+    ddp_find_unused_parameters=False,  # every parameter takes part in every configuration's loss
 )  # fmt: skip
 
 
@@ -285,18 +287,25 @@ def main(argv=None):
     eval_raw = limit(raw["validation"], data_args.max_eval_samples) if "validation" in raw else None
     test_raw = limit(raw["test"], data_args.max_predict_samples) if "test" in raw else None
 
-    # Tokenizer: an existing one, or one trained on the training split only.
+    # Tokenizer: an existing one, or one trained on the training split only (by the first process of each machine,
+    # which saves it to the output folder; the other processes load that one, so every process has the same).
     if data_args.tokenizer_name or model_args.model_name_or_path:
         tokenizer = AutoTokenizer.from_pretrained(data_args.tokenizer_name or model_args.model_name_or_path)
     else:
-        texts = (text for column in (source_column, target_column) for text in train_raw[column])
-        tokenizer = train_tokenizer(
-            texts,
-            kind=data_args.tokenizer_kind,
-            vocab_size=data_args.tokenizer_vocab_size,
-            min_frequency=data_args.tokenizer_min_frequency,
-            lowercase=data_args.lowercase,
-        )
+        with training_args.main_process_first(desc="tokenizer"):
+            if training_args.world_size > 1 and training_args.local_process_index > 0:
+                tokenizer = AutoTokenizer.from_pretrained(training_args.output_dir)
+            else:
+                texts = (text for column in (source_column, target_column) for text in train_raw[column])
+                tokenizer = train_tokenizer(
+                    texts,
+                    kind=data_args.tokenizer_kind,
+                    vocab_size=data_args.tokenizer_vocab_size,
+                    min_frequency=data_args.tokenizer_min_frequency,
+                    lowercase=data_args.lowercase,
+                )
+                if training_args.world_size > 1:
+                    tokenizer.save_pretrained(training_args.output_dir)
     model = build_model(model_args, data_args, tokenizer)
     config = model.config
     if data_args.pretrained_embeddings:
@@ -362,7 +371,7 @@ def main(argv=None):
     if "validation" not in datasets:  # nothing to evaluate or choose the best checkpoint on
         training_args.eval_strategy = "no"
         training_args.load_best_model_at_end = False
-    trainer = Seq2SeqTrainer(
+    trainer = RNNSeq2SeqTrainer(
         model=model,
         args=training_args,
         train_dataset=model_inputs("train") if "train" in datasets else None,
@@ -378,7 +387,8 @@ def main(argv=None):
         trainer.save_model()  # the best model (load_best_model_at_end), its tokenizer and generation config
         results.update(train_result.metrics)
         trainer.save_state()
-        plot_training_curve(trainer.state.log_history, Path(training_args.output_dir) / "training_curve.png")
+        if trainer.is_world_process_zero():
+            plot_training_curve(trainer.state.log_history, Path(training_args.output_dir) / "training_curve.png")
     if "validation" in datasets:
         decoding["split"] = "validation"
         results.update(trainer.evaluate(metric_key_prefix="eval"))
