@@ -175,3 +175,11 @@ def test_train_resumes_from_a_checkpoint(tmp_path):
     )  # last wins
     state = json.loads((tmp_path / "trainer_state.json").read_text())
     assert state["epoch"] == 2.0 and "train_runtime" in resumed
+
+
+def test_plain_accelerate_loop_example(tmp_path):
+    metrics, count = script("train_accelerate.py")["main"](
+        ["--epochs", "1", "--train_size", "200", "--test_size", "13", "--output_dir", str(tmp_path / "out")]
+    )
+    assert count == 13 and 0 <= metrics["bleu"] <= 100 and 0 <= metrics["exact_match"] <= 1
+    assert (tmp_path / "out" / "model.safetensors").is_file() and (tmp_path / "out" / "tokenizer.json").is_file()
