@@ -154,3 +154,22 @@ def make_copy_batch(batch_size=3, source_length=7, target_length=5, seed=1, padd
         "extended_input_ids": extended,
         "labels": labels,
     }
+
+
+# Prepended to code run with `python -c` in a fresh interpreter: as if hf_rnn_seq2seq were not installed (a user who
+# has only transformers), and proof that it is not importable there.
+WITHOUT_PACKAGE = """
+import importlib.abc, sys
+
+class NoPackage(importlib.abc.MetaPathFinder):
+    def find_spec(self, name, path=None, target=None):
+        if name.split(".")[0] == "hf_rnn_seq2seq":
+            raise ModuleNotFoundError(f"No module named {name!r}")
+
+sys.meta_path.insert(0, NoPackage())
+try:
+    import hf_rnn_seq2seq  # noqa: F401
+    raise SystemExit("hf_rnn_seq2seq is importable: the test would prove nothing")
+except ModuleNotFoundError:
+    pass
+"""

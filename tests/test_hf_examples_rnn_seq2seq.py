@@ -21,21 +21,14 @@ from hf_rnn_seq2seq import RNNSeq2SeqConfig, RNNSeq2SeqForConditionalGeneration
 from hf_rnn_seq2seq.metrics_rnn_seq2seq import export_metric_modules
 from hf_rnn_seq2seq.tasks_rnn_seq2seq import make_task
 
-from .conftest import word_level_tokenizer
+from .conftest import WITHOUT_PACKAGE, word_level_tokenizer
 
 SCRIPTS = Path(__file__).resolve().parent.parent / "scripts"
 
 # The calls of run_translation.py, in its order, on a folder of ours; prints what the test checks.
-EXAMPLE_SCRIPT_CALLS = textwrap.dedent(
+EXAMPLE_SCRIPT_CALLS = WITHOUT_PACKAGE + textwrap.dedent(
     """
-    import importlib.abc, json, sys
-
-    class NoPackage(importlib.abc.MetaPathFinder):  # a user who has only transformers
-        def find_spec(self, name, path=None, target=None):
-            if name.split(".")[0] == "hf_rnn_seq2seq":
-                raise ModuleNotFoundError(f"No module named {name!r}")
-
-    sys.meta_path.insert(0, NoPackage())
+    import json, sys
     import evaluate, numpy as np
     from datasets import load_dataset
     from transformers import (AutoConfig, AutoModelForSeq2SeqLM, AutoTokenizer, DataCollatorForSeq2Seq,

@@ -13,23 +13,11 @@ from transformers import AutoModelForSeq2SeqLM
 
 from hf_rnn_seq2seq.pipeline_rnn_seq2seq import RNNSeq2SeqPipeline
 
-from .conftest import VOCAB, make_batch, make_copy_batch, tiny_model, word_level_tokenizer
+from .conftest import VOCAB, WITHOUT_PACKAGE, make_batch, make_copy_batch, tiny_model, word_level_tokenizer
 
-REMOTE_LOAD = textwrap.dedent(
+REMOTE_LOAD = WITHOUT_PACKAGE + textwrap.dedent(
     """
-    import importlib.abc, json, sys
-
-    class NoPackage(importlib.abc.MetaPathFinder):  # as if hf_rnn_seq2seq were not installed
-        def find_spec(self, name, path=None, target=None):
-            if name.split(".")[0] == "hf_rnn_seq2seq":
-                raise ModuleNotFoundError(f"No module named {name!r}")
-
-    sys.meta_path.insert(0, NoPackage())
-    try:
-        import hf_rnn_seq2seq  # noqa: F401
-        raise SystemExit("hf_rnn_seq2seq is importable: the test would prove nothing")
-    except ModuleNotFoundError:
-        pass
+    import json, sys
 
     import torch
     from transformers import AutoConfig, AutoModel, AutoModelForSeq2SeqLM, AutoTokenizer, pipeline
