@@ -608,12 +608,11 @@ def _local_weights_files(checkpoint) -> list[str]:
     return sorted(os.path.join(folder, name) for name in os.listdir(folder) if name.endswith(".safetensors"))
 
 
-def _shape_mismatches(model_class, checkpoint, config=None) -> str:
-    """'name: checkpoint [..] vs config [..]' for each weight of a local checkpoint whose shape differs from what its
-    config builds (the model is built on the meta device: no memory, no initialisation)."""
+def _shape_mismatches(model_class, checkpoint, files: list[str], config=None) -> str:
+    """'name: checkpoint [..] vs config [..]' for each weight in `files` (a local checkpoint's) whose shape differs
+    from what its config builds (the model is built on the meta device: no memory, no initialisation)."""
     from safetensors import safe_open
 
-    files = _local_weights_files(checkpoint)
     if not files:
         return ""
     if not isinstance(config, RNNSeq2SeqConfig):
@@ -745,20 +744,17 @@ class RNNSeq2SeqPreTrainedModel(PreTrainedModel):
         vocabulary-size mismatch), which transformers reports only as a table in the log."""
         try:
             return super().from_pretrained(pretrained_model_name_or_path, *args, **kwargs)
-        except SafetensorError as error:
-            files = _local_weights_files(pretrained_model_name_or_path)
-            raise OSError(
-                f"Could not read the safetensors weights of checkpoint '{pretrained_model_name_or_path}' "
-                f"({', '.join(files) or 'model.safetensors'}): corrupt or truncated file? {error}"
-            ) from error
-        except RuntimeError as error:
-            if "ignore_mismatched_sizes" not in str(error):
+        except (SafetensorError, RuntimeError) as error:
+            if isinstance(error, RuntimeError) and "ignore_mismatched_sizes" not in str(error):
                 raise
-            mismatches = _shape_mismatches(cls, pretrained_model_name_or_path, kwargs.get("config"))
+            files = _local_weights_files(pretrained_model_name_or_path)
+            where = f"checkpoint '{pretrained_model_name_or_path}' ({', '.join(files) or 'model.safetensors'})"
+            if isinstance(error, SafetensorError):
+                message = f"Could not read the safetensors weights of {where}: corrupt or truncated file? {error}"
+                raise OSError(message) from error
+            mismatches = _shape_mismatches(cls, pretrained_model_name_or_path, files, kwargs.get("config"))
             raise ValueError(
-                f"The weights of checkpoint '{pretrained_model_name_or_path}' "
-                f"({', '.join(_local_weights_files(pretrained_model_name_or_path)) or 'model.safetensors'}) do not fit "
-                f"its config (config.json): {mismatches or error}. The weights and config.json come from different "
+                f"The weights of {where} do not fit its config (config.json): {mismatches or error}. The weights and config.json come from different "
                 "models, or config.json was edited (vocab_size, embedding_size, hidden_size...). Pass "
                 "`ignore_mismatched_sizes=True` to re-initialise the mismatched weights instead."
             ) from error
