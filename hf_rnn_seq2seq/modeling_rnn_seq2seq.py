@@ -493,6 +493,7 @@ class RNNSeq2SeqDecoder(nn.Module):
                 embeds, encoder_states, attention_keys, padding_mask, state, input_feed, coverage
             )
         else:
+            self.rnn.flatten_parameters()  # as in the encoder: one cuDNN call over all T steps
             rnn_outputs, final = self.rnn(embeds, tuple(state) if self.is_lstm else state[0])  # (B, T, H)
             state = list(final) if self.is_lstm else [final]
             if self.attention is None:

@@ -11,6 +11,7 @@ encoder 2×128, LSTM decoder 256, embeddings 128, input feeding, dropout 0.3, Ad
     python scripts/benchmark.py --attention_type additive --threads 2
     python scripts/benchmark.py --input_feeding false    # the decoder RNN runs over all steps in one call
     python scripts/benchmark.py --variants plain copy copy+coverage --repeats 3   # what copy and coverage cost
+    python scripts/benchmark.py --device cuda --dtype bfloat16   # on a GPU, bf16 autocast (cuDNN LSTM kernels)
 
 Decoding is timed at a fixed output length: EOS is switched off in the generation config, so every hypothesis runs to
 `--decode_length` tokens and an untrained model does the work a trained one does on sentences of that length.
@@ -66,6 +67,10 @@ def parse_args():
         "--repeats", type=int, default=1, help="measure every variant this often, alternating; keep the best"
     )
     p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--device", default="cpu", help="cpu, cuda, cuda:1, ...")
+    p.add_argument(
+        "--dtype", default="float32", choices=["float32", "bfloat16"], help="bfloat16: autocast, as Trainer's --bf16"
+    )
     p.add_argument("--json", help="also write the results to this JSON file")
     return p.parse_args()
 
@@ -85,6 +90,15 @@ def main():
     import torch
 
     torch.set_num_threads(args.threads)
+    device = torch.device(args.device)
+    on_gpu = device.type == "cuda"
+    sync = (
+        torch.cuda.synchronize if on_gpu else (lambda: None)
+    )  # GPU work is asynchronous: wait before reading a clock
+
+    def autocast():
+        return torch.autocast(device.type, dtype=torch.bfloat16, enabled=args.dtype == "bfloat16")
+
     from hf_rnn_seq2seq import RNNSeq2SeqConfig, RNNSeq2SeqForConditionalGeneration
 
     def make_config(variant):
@@ -139,19 +153,23 @@ def main():
     def measure(variant):
         config = make_config(variant)
         torch.manual_seed(args.seed)
-        model = RNNSeq2SeqForConditionalGeneration(config)
+        model = RNNSeq2SeqForConditionalGeneration(config).to(device)
         # Training: forward + backward + optimiser step on batches of args.batch_size sentences.
         model.train()
         optimizer = torch.optim.Adam(model.parameters(), lr=1e-3)
         target_tokens, elapsed = 0, 0.0
         for step, (input_ids, attention_mask, labels) in enumerate(train_batches):
-            inputs = with_oovs(input_ids, attention_mask, config)
+            inputs = {k: v.to(device) for k, v in with_oovs(input_ids, attention_mask, config).items()}
+            labels = labels.to(device)
+            sync()
             start = time.perf_counter()
             optimizer.zero_grad(set_to_none=True)
-            loss = model(**inputs, labels=labels).loss
+            with autocast():
+                loss = model(**inputs, labels=labels).loss
             loss.backward()
             torch.nn.utils.clip_grad_norm_(model.parameters(), 5.0)
             optimizer.step()
+            sync()
             if step >= 3:  # warm-up steps are not timed
                 elapsed += time.perf_counter() - start
                 target_tokens += int((labels != -100).sum())
@@ -160,18 +178,23 @@ def main():
         # Decoding through generate(), fixed output length.
         model.eval()
         model.generation_config.eos_token_id = None  # fixed-length outputs, see the module docstring
-        decode_inputs = [with_oovs(input_ids, attention_mask, config) for input_ids, attention_mask in sources]
+        decode_inputs = [
+            {k: v.to(device) for k, v in with_oovs(input_ids, attention_mask, config).items()}
+            for input_ids, attention_mask in sources
+        ]
         for name, beams in (("greedy", 1), (f"beam{args.num_beams}", args.num_beams)):
             kwargs = dict(num_beams=beams, max_new_tokens=args.decode_length)
-            with torch.inference_mode():
+            with torch.inference_mode(), autocast():
                 model.generate(**decode_inputs[0], **kwargs)  # warm-up
                 elapsed = 0.0
                 # each batch twice, the faster counts: a shared machine's stalls are short
                 for inputs in decode_inputs:
                     times = []
                     for _ in range(2):
+                        sync()
                         start = time.perf_counter()
                         model.generate(**inputs, **kwargs)
+                        sync()
                         times.append(time.perf_counter() - start)
                     elapsed += min(times)
             figures[f"{name}_sentences_per_s"] = len(sources) * args.decode_batch_size / elapsed
@@ -221,9 +244,13 @@ def main():
         "repeats": args.repeats,
         "peak_rss_mb": round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024),
         "threads": torch.get_num_threads(),
+        "device": torch.cuda.get_device_name(device) if on_gpu else "cpu",
+        "dtype": args.dtype,
         "torch": torch.__version__,
         "machine": f"{platform.machine()}, {os.cpu_count()} cores, {platform.processor() or platform.platform()}",
     }
+    if on_gpu:
+        report["peak_gpu_mb"] = round(torch.cuda.max_memory_allocated(device) / 2**20)
     if len(args.variants) > 1:
         report["variants"] = variants
     width = max(len(k) for k in report)
