@@ -63,14 +63,15 @@ def test_gpu_matches_cpu_and_steps_match_the_full_forward(overrides):
     assert gpu.generate(**inputs, num_beams=4, num_return_sequences=2, max_new_tokens=6).shape[0] == 6
 
 
+@pytest.mark.parametrize("dtype", [torch.bfloat16, torch.float16], ids=["bf16", "fp16"])
 @pytest.mark.parametrize("overrides", CONFIGS.values(), ids=CONFIGS.keys())
-def test_bf16_autocast_and_bf16_weights_are_finite(overrides):
+def test_half_precision_autocast_and_weights_are_finite(overrides, dtype):
     model = tiny_model(**overrides).cuda().train()
-    with torch.autocast("cuda", dtype=torch.bfloat16):
+    with torch.autocast("cuda", dtype=dtype):
         output = model(**_batch(overrides, "cuda"))
     output.loss.backward()
     assert torch.isfinite(output.loss) and all(torch.isfinite(p.grad).all() for p in model.parameters())
-    half = tiny_model(**overrides).to("cuda", torch.bfloat16).eval()
+    half = tiny_model(**overrides).to("cuda", dtype).eval()
     inputs = {k: v for k, v in _batch(overrides, "cuda").items() if k != "labels"}
     assert torch.isfinite(half(**_batch(overrides, "cuda")).logits).all()
     assert half.generate(**inputs, num_beams=3, max_new_tokens=5).shape[0] == 3
@@ -88,7 +89,8 @@ def test_cudnn_fused_rnn_kernels_run():
     assert "rnn" in names or "lstm" in names or "cudnn" in names, names[:2000]
 
 
-def test_trainer_with_bf16_on_gpu(tmp_path):
+@pytest.mark.parametrize("precision", ["bf16", "fp16"])
+def test_trainer_with_mixed_precision_on_gpu(precision, tmp_path):
     data = make_task("numbers", sizes=(256, 16, 16))
     tokenizer = train_tokenizer([t for pair in data["train"]["translation"] for t in pair.values()], kind="word")
 
@@ -102,8 +104,8 @@ def test_trainer_with_bf16_on_gpu(tmp_path):
                               use_coverage=True, encoder_layers=1, decoder_layers=1)  # fmt: skip
     model = RNNSeq2SeqForConditionalGeneration(config)
     args = Seq2SeqTrainingArguments(
-        tmp_path, max_steps=20, per_device_train_batch_size=32, learning_rate=3e-3, bf16=True, report_to="none",
-        predict_with_generate=True, generation_num_beams=3, generation_max_length=12, logging_steps=5,
+        tmp_path, max_steps=20, per_device_train_batch_size=32, learning_rate=3e-3, report_to="none",
+        **{precision: True}, predict_with_generate=True, generation_num_beams=3, generation_max_length=12, logging_steps=5,
     )  # fmt: skip
     trainer = RNNSeq2SeqTrainer(model=model, args=args, train_dataset=splits["train"],
                                 data_collator=DataCollatorForSeq2Seq(tokenizer, model=model),

@@ -77,11 +77,14 @@ def test_train_script_under_torchrun(tmp_path):
 
 
 @pytest.mark.skipif(shutil.which("accelerate") is None, reason="accelerate's launcher is not on PATH")
-def test_accelerate_launch_multi_gpu_runs_two_cpu_processes(tmp_path):
-    """`accelerate launch --cpu --num_processes 2` starts ONE process; `--multi_gpu` starts two (gloo on CPU)."""
-    launcher = ["accelerate", "launch", "--multi_gpu", "--num_processes", "2", "--num_machines", "1",
-                "--mixed_precision", "no", "--dynamo_backend", "no"]  # fmt: skip
-    assert run_worker(tmp_path, "accelerate", ["--batch", "16"], launcher=launcher)["world_size"] == 2
+def test_accelerate_launch_with_the_ddp_config_runs_two_processes(tmp_path):
+    """scripts/accelerate/ddp.yaml (distributed_type MULTI_GPU) starts two processes, over gloo on a CPU machine, and
+    gives the single-process first step. (`accelerate launch --cpu --num_processes 2` would start only one.)"""
+    launcher = ["accelerate", "launch", "--config_file", str(SCRIPTS / "accelerate" / "ddp.yaml")]
+    report = run_worker(tmp_path, "accelerate", ["--batch", "16"], launcher=launcher)
+    one = run_worker(tmp_path, "one", ["--batch", "32"])
+    assert report["world_size"] == 2
+    assert report["steps"][0]["loss"] == pytest.approx(one["steps"][0]["loss"], rel=1e-5)
 
 
 @pytest.mark.parametrize(
