@@ -39,6 +39,7 @@ from transformers.modeling_outputs import ModelOutput, Seq2SeqLMOutput, Seq2SeqM
 from transformers.utils import logging
 
 from .configuration_rnn_seq2seq import RNNSeq2SeqConfig
+from .recurrence_rnn_seq2seq import RecurrenceSpec, _gru_cell, _lstm_cell, run_input_feeding  # noqa: F401
 
 logger = logging.get_logger(__name__)
 
@@ -309,7 +310,9 @@ class RNNSeq2SeqAttention(nn.Module):
                 scores = scores + coverage * (query @ self.coverage_weight).unsqueeze(-1)  # + c^t_i (s_tᵀ w_c)
         # finfo.min rather than -inf: stays finite in half precision; every row has a real position (checked).
         scores = scores.masked_fill(padding_mask, torch.finfo(scores.dtype).min)
-        weights = torch.softmax(scores.float(), dim=-1).to(encoder_states.dtype)  # (B, T, S)
+        # softmax in at least float32 (half precision under autocast), float64 stays float64
+        weights = torch.softmax(scores, dim=-1, dtype=torch.promote_types(scores.dtype, torch.float32))
+        weights = weights.to(encoder_states.dtype)  # (B, T, S)
         context = weights @ encoder_states  # (B, T, S) x (B, S, He) -> (B, T, He)
         attentional = torch.tanh(self.combine(torch.cat([context, query], dim=-1)))  # (B, T, H)
         return attentional, weights, context
@@ -489,32 +492,32 @@ class RNNSeq2SeqDecoder(nn.Module):
     ) -> _DecoderOutput:
         embeds = self.dropout(self.embed_tokens(input_ids))  # (B, T, E)
         if self.input_feeding:
-            rnn_outputs, steps, state, input_feed, coverage = self._input_feeding_loop(
+            rnn_outputs, attentional, weights, context, coverages, state, coverage = self._input_feeding_loop(
                 embeds, encoder_states, attention_keys, padding_mask, state, input_feed, coverage
-            )
+            )  # attentional after dropout
+            input_feed = attentional[:, -1]  # (B, H) h̃ of the last step, the next call's input feed
         else:
             self.rnn.flatten_parameters()  # as in the encoder: one cuDNN call over all T steps
             rnn_outputs, final = self.rnn(embeds, tuple(state) if self.is_lstm else state[0])  # (B, T, H)
             state = list(final) if self.is_lstm else [final]
-            if self.attention is None:
-                steps = None  # the fixed-context decoder: no attention
+            if self.attention is None:  # the fixed-context decoder: no attention
+                attentional, weights, context, coverages = rnn_outputs, None, None, None
             elif self.use_coverage:  # step t's attention depends on the earlier steps' through the coverage
                 steps = []
                 for query in rnn_outputs.split(1, dim=1):  # T × (B, 1, H)
                     step, coverage = self._attend(query, encoder_states, attention_keys, padding_mask, coverage)
                     steps.append(step)
+                attentional, weights, context, coverages = (
+                    torch.cat(column, dim=1) for column in zip(*steps, strict=True)
+                )
             else:
-                steps = [self.attention(rnn_outputs, attention_keys, encoder_states, padding_mask)]
-                coverage = coverage + steps[0][1].sum(dim=1)  # (B, S)
-
-        if steps is None:
-            attentional, weights, context, coverages = rnn_outputs, None, None, None
-        else:
-            columns = list(zip(*steps, strict=True))  # (attentional, weights, context[, c^t]) of each step
-            attentional, weights, context = (torch.cat(column, dim=1) for column in columns[:3])
-            coverages = torch.cat(columns[3], dim=1) if self.use_coverage else None  # (B, T, S)
-        if not self.input_feeding:
-            attentional = self.dropout(attentional)  # (B, T, H); the loop applies it per step
+                attentional, weights, context = self.attention(
+                    rnn_outputs, attention_keys, encoder_states, padding_mask
+                )
+                coverage, coverages = coverage + weights.sum(dim=1), None  # (B, S)
+            attentional = self.dropout(attentional)  # (B, T, H); the recurrence applies it per step
+        if not self.use_coverage:
+            coverages = None  # c^t is a model output only with coverage
         p_gen = None
         if self.copy_gate is not None:
             gate_inputs = torch.cat([context, rnn_outputs, embeds], dim=-1)  # (B, T, He + H + E)
@@ -531,69 +534,29 @@ class RNNSeq2SeqDecoder(nn.Module):
         return (attentional, weights, context, coverage_t), coverage + weights.squeeze(1)
 
     def _input_feeding_loop(self, embeds, encoder_states, attention_keys, padding_mask, state, input_feed, coverage):
-        rnn, emb_size = self.rnn, self.config.embedding_size
-        # Layer 0's input is [emb(y_t); h̃_{t-1}], so W_ih · x = W_e · emb(y_t) + W_f · h̃_{t-1}.
-        w_ih = rnn.weight_ih_l0  # (G·H, E + H), G = 4 gates (LSTM) or 3 (GRU)
-        embed_gates = F.linear(embeds, w_ih[:, :emb_size], rnn.bias_ih_l0)  # (B, T, G·H), hoisted out of the loop
-        # unbind, not embed_gates[:, t]: slicing in the loop would make backward fill a (B, T, G·H) zero tensor per step
-        embed_gates = embed_gates.unbind(1)  # T × (B, G·H)
-        w_feed = w_ih[:, emb_size:]  # (G·H, H)
-        layer_weights = [
-            (
-                getattr(rnn, f"weight_ih_l{k}"),
-                getattr(rnn, f"weight_hh_l{k}"),
-                getattr(rnn, f"bias_ih_l{k}"),
-                getattr(rnn, f"bias_hh_l{k}"),
+        """The steps of the input-feeding decoder (`recurrence_rnn_seq2seq.py`): returns s_t, h̃_t (after dropout), a_t,
+        c_t, c^t (each (B, T, ·)), the final state and c^T."""
+        batch_size, steps, emb_size = embeds.shape
+        rnn = self.rnn
+        # Layer 0's input is [emb(y_t); h̃_{t-1}], so W_ih · x = W_e · emb(y_t) + W_f · h̃_{t-1}: the first half for all
+        # steps at once.
+        embed_gates = F.linear(embeds, rnn.weight_ih_l0[:, :emb_size], rnn.bias_ih_l0)  # (B, T, G·H)
+        feed_mask = layer_masks = None
+        if self.training and self.dropout.p > 0:  # one mask for all steps: h̃_t's dropout
+            feed_mask = F.dropout(embeds.new_ones(batch_size, steps, self.config.hidden_size), self.dropout.p)
+        if self.training and rnn.num_layers > 1 and rnn.dropout > 0:  # nn.LSTM/GRU's dropout between layers
+            layer_masks = F.dropout(
+                embeds.new_ones(rnn.num_layers - 1, batch_size, steps, rnn.hidden_size), rnn.dropout
             )
-            for k in range(rnn.num_layers)
-        ]
-        hidden = list(state[0].unbind(0))  # L × (B, H)
-        cell = list(state[1].unbind(0)) if self.is_lstm else None
-        rnn_outputs, steps = [], []
-        for t in range(len(embed_gates)):
-            x = None
-            for k, (w_ih_k, w_hh_k, b_ih_k, b_hh_k) in enumerate(layer_weights):
-                if k == 0:
-                    input_gates = embed_gates[t] + F.linear(input_feed, w_feed)  # (B, G·H)
-                else:
-                    input_gates = F.linear(self._between_layers(x), w_ih_k, b_ih_k)  # (B, G·H)
-                hidden_gates = F.linear(hidden[k], w_hh_k, b_hh_k)  # (B, G·H)
-                if self.is_lstm:
-                    hidden[k], cell[k] = _lstm_cell(input_gates, hidden_gates, cell[k])
-                else:
-                    hidden[k] = _gru_cell(input_gates, hidden_gates, hidden[k])
-                x = hidden[k]
-            query = x.unsqueeze(1)  # (B, 1, H)
-            (attentional, *rest), coverage = self._attend(
-                query, encoder_states, attention_keys, padding_mask, coverage
-            )
-            attentional = self.dropout(attentional)  # (B, 1, H)
-            input_feed = attentional.squeeze(1)
-            rnn_outputs.append(query)
-            steps.append((attentional, *rest))
-        state = [torch.stack(hidden)] + ([torch.stack(cell)] if self.is_lstm else [])  # (L, B, H)
-        return torch.cat(rnn_outputs, dim=1), steps, state, input_feed, coverage  # rnn outputs (B, T, H)
-
-    def _between_layers(self, x: torch.Tensor) -> torch.Tensor:
-        # nn.LSTM/GRU's inter-layer dropout, which the loop applies by hand.
-        return F.dropout(x, p=self.rnn.dropout, training=self.training)
-
-
-def _lstm_cell(input_gates, hidden_gates, cell):
-    """One LSTM step from precomputed gate pre-activations (torch's gate order i, f, g, o)."""
-    i, f, g, o = (input_gates + hidden_gates).chunk(4, dim=-1)
-    cell = torch.sigmoid(f) * cell + torch.sigmoid(i) * torch.tanh(g)
-    return torch.sigmoid(o) * torch.tanh(cell), cell
-
-
-def _gru_cell(input_gates, hidden_gates, hidden):
-    """One GRU step (torch's gate order r, z, n; the candidate uses r ⊙ (W_hn h + b_hn))."""
-    input_r, input_z, input_n = input_gates.chunk(3, dim=-1)
-    hidden_r, hidden_z, hidden_n = hidden_gates.chunk(3, dim=-1)
-    reset = torch.sigmoid(input_r + hidden_r)
-    update = torch.sigmoid(input_z + hidden_z)
-    candidate = torch.tanh(input_n + reset * hidden_n)
-    return (1 - update) * candidate + update * hidden
+        spec = RecurrenceSpec(
+            rnn, self.attention, emb_size, padding_mask, feed_mask, layer_masks, use_coverage=self.use_coverage
+        )
+        query, attentional, weights, context, coverages, hidden, cell, coverage = run_input_feeding(
+            spec, embed_gates, state[0], state[1] if self.is_lstm else None, input_feed, coverage, attention_keys,
+            encoder_states,
+        )  # fmt: skip
+        state = [hidden] + ([cell] if self.is_lstm else [])  # (L, B, H)
+        return query, attentional, weights, context, coverages, state, coverage
 
 
 # ---------------------------------------------------------------------------------------------------------------------

@@ -1,0 +1,330 @@
+# Copyright 2026 The hf-rnn-seq2seq authors. Licensed under the Apache License, Version 2.0.
+"""The decoder's input-feeding recurrence (Luong et al. 2015, §3.3), step by step, with a hand-written backward.
+
+With input feeding, step t of the decoder reads h̃_{t-1}, the attentional vector of step t-1, so the T steps of a
+target cannot run as one RNN call: they loop. Left to autograd, the loop's backward is a few hundred small nodes per
+step, each weight's gradient is T small matrix products summed one by one, and the gradients of the encoder states
+are accumulated T times. `InputFeedingRecurrence` runs the same forward (the cells and `RNNSeq2SeqAttention.forward`
+below are the code generation uses) and a backward through time written out: per step only the products that carry
+the gradient to step t-1; every weight gradient, and the gradients of the attention keys and values, as ONE matrix
+product over all B·T rows after the loop. `tests/test_recurrence_rnn_seq2seq.py` checks it against autograd through
+the same forward, for every cell, attention, coverage, layer count and dropout setting.
+
+Shapes follow the legend of `modeling_rnn_seq2seq.py`; G is the number of gates (4 for LSTM, 3 for GRU).
+One step, for decoder layers k = 0..L-1 (x⁰_t = [emb(y_t); h̃_{t-1}], xᵏ_t = dropout(hᵏ⁻¹_t)):
+
+    LSTM:  [i f g o] = W_ih xᵏ_t + b_ih + W_hh hᵏ_{t-1} + b_hh
+           cᵏ_t = σ(f) ⊙ cᵏ_{t-1} + σ(i) ⊙ tanh(g),   hᵏ_t = σ(o) ⊙ tanh(cᵏ_t)
+    GRU:   r = σ(W_ir x + b_ir + W_hr h + b_hr),  z = σ(W_iz x + b_iz + W_hz h + b_hz)
+           n = tanh(W_in x + b_in + r ⊙ (W_hn h + b_hn)),   hᵏ_t = (1 − z) ⊙ n + z ⊙ hᵏ_{t-1}
+    attention on s_t = h^{L-1}_t (see RNNSeq2SeqAttention): a_t, c_t, h̃_t = tanh(W_c [c_t; s_t]),
+    coverage c^{t+1} = c^t + a_t, and h̃_t after dropout is both the step's output and the next step's input feed.
+"""
+
+from dataclasses import dataclass
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+
+def _lstm_cell(input_gates, hidden_gates, cell):
+    """One LSTM step from precomputed gate pre-activations (torch's gate order i, f, g, o)."""
+    i, f, g, o = (input_gates + hidden_gates).chunk(4, dim=-1)
+    cell = torch.sigmoid(f) * cell + torch.sigmoid(i) * torch.tanh(g)
+    return torch.sigmoid(o) * torch.tanh(cell), cell
+
+
+def _gru_cell(input_gates, hidden_gates, hidden):
+    """One GRU step (torch's gate order r, z, n; the candidate uses r ⊙ (W_hn h + b_hn))."""
+    input_r, input_z, input_n = input_gates.chunk(3, dim=-1)
+    hidden_r, hidden_z, hidden_n = hidden_gates.chunk(3, dim=-1)
+    reset = torch.sigmoid(input_r + hidden_r)
+    update = torch.sigmoid(input_z + hidden_z)
+    candidate = torch.tanh(input_n + reset * hidden_n)
+    return (1 - update) * candidate + update * hidden
+
+
+@dataclass
+class RecurrenceSpec:
+    """What the recurrence runs with, besides the tensors autograd tracks."""
+
+    rnn: nn.LSTM | nn.GRU  # the decoder RNN: its weights, read per layer
+    attention: nn.Module  # RNNSeq2SeqAttention
+    embedding_size: int  # E: layer 0's input is [emb (E); input feed (H)]
+    padding_mask: torch.Tensor  # (B, 1, S) bool, True = padding
+    feed_mask: torch.Tensor | None  # (B, T, H) dropout mask of h̃_t, already scaled by 1/(1-p); None = no dropout
+    layer_masks: torch.Tensor | None  # (L-1, B, T, H) dropout masks between layers, scaled; None = no dropout
+    use_coverage: bool  # coverage is a feature of the attention scores (otherwise only summed for the outputs)
+
+    @property
+    def is_lstm(self) -> bool:
+        return isinstance(self.rnn, nn.LSTM)
+
+    def rnn_weights(self) -> list[torch.Tensor]:
+        """Layer 0: W_f (the input-feed half of W_ih), W_hh, b_hh; layer k > 0: W_ih, b_ih, W_hh, b_hh."""
+        rnn, weights = self.rnn, [self.rnn.weight_ih_l0[:, self.embedding_size :]]
+        for k in range(rnn.num_layers):
+            if k > 0:
+                weights += [getattr(rnn, f"weight_ih_l{k}"), getattr(rnn, f"bias_ih_l{k}")]
+            weights += [getattr(rnn, f"weight_hh_l{k}"), getattr(rnn, f"bias_hh_l{k}")]
+        return weights
+
+    def attention_weights(self) -> list[torch.Tensor]:
+        """W_c, then W_a (general) or W_h (additive) is NOT here (the keys come projected), then W_s, b_s, v
+        (additive), then w_c (coverage)."""
+        attention, weights = self.attention, [self.attention.combine.weight]
+        if attention.attention_type == "additive":
+            weights += [attention.query_proj.weight, attention.query_proj.bias, attention.score_proj.weight]
+        if attention.coverage_weight is not None:
+            weights.append(attention.coverage_weight)
+        return weights
+
+
+def _run(spec: RecurrenceSpec, embed_gates, hidden, cell, input_feed, coverage, keys, values, saved=None):
+    """The forward loop. `embed_gates` (B, T, G·H) = W_e · emb(y_t) + b_ih of layer 0 for every step; `hidden` and
+    `cell` (L, B, H) the state before step 0, `input_feed` (B, H) h̃_{-1}, `coverage` (B, S) c^0, `keys` (B, S, H) from
+    `attention.project_keys`, `values` (B, S, He) the encoder states. With `saved` (a dict), keeps what the backward
+    needs. Returns s_t, h̃_t (after dropout), a_t, c_t, c^t (each (B, T, ·)), the final h and c (L, B, H), c^T."""
+    rnn, layers = spec.rnn, spec.rnn.num_layers
+    w_feed = spec.rnn_weights()[0]  # (G·H, H)
+    hidden, cell = list(hidden.unbind(0)), (list(cell.unbind(0)) if spec.is_lstm else None)  # L × (B, H)
+    outputs = {name: [] for name in ("query", "attentional", "weights", "context", "coverage")}
+    gates = [[] for _ in range(layers)]  # per layer, per step: pre-activations (LSTM) or (input, hidden) gates (GRU)
+    states = [[] for _ in range(layers)]  # per layer, per step: h (and c) after the step
+    for t, step_gates in enumerate(embed_gates.unbind(1)):  # T × (B, G·H)
+        x = None
+        for k in range(layers):
+            if k == 0:
+                input_gates = step_gates + F.linear(input_feed, w_feed)  # (B, G·H)
+            else:
+                if spec.layer_masks is not None:
+                    x = x * spec.layer_masks[k - 1, :, t]  # nn.LSTM/GRU's dropout between layers
+                input_gates = F.linear(x, getattr(rnn, f"weight_ih_l{k}"), getattr(rnn, f"bias_ih_l{k}"))
+            hidden_gates = F.linear(hidden[k], getattr(rnn, f"weight_hh_l{k}"), getattr(rnn, f"bias_hh_l{k}"))
+            if spec.is_lstm:
+                hidden[k], cell[k] = _lstm_cell(input_gates, hidden_gates, cell[k])
+            else:
+                hidden[k] = _gru_cell(input_gates, hidden_gates, hidden[k])
+            if saved is not None:
+                gates[k].append(input_gates + hidden_gates if spec.is_lstm else (input_gates, hidden_gates))
+                states[k].append((hidden[k], cell[k]) if spec.is_lstm else (hidden[k],))
+            x = hidden[k]
+        query = x.unsqueeze(1)  # (B, 1, H)
+        coverage_t = coverage.unsqueeze(1)  # (B, 1, S)
+        attentional, weights, context = spec.attention(
+            query, keys, values, spec.padding_mask, coverage_t if spec.use_coverage else None
+        )  # (B, 1, H), (B, 1, S), (B, 1, He)
+        input_feed = (
+            attentional.squeeze(1) if spec.feed_mask is None else attentional.squeeze(1) * spec.feed_mask[:, t]
+        )
+        for name, value in zip(outputs, (query, input_feed.unsqueeze(1), weights, context, coverage_t), strict=True):
+            outputs[name].append(value)
+        if saved is not None:
+            saved.setdefault("attentional", []).append(attentional.squeeze(1))  # h̃_t before dropout
+        coverage = coverage + weights.squeeze(1)  # c^{t+1} = c^t + a_t
+    if saved is not None:
+        saved.update(gates=gates, states=states)
+    query, attentional, weights, context, coverages = (torch.cat(v, dim=1) for v in outputs.values())
+    final_hidden = torch.stack(hidden)  # (L, B, H)
+    final_cell = torch.stack(cell) if spec.is_lstm else None
+    return query, attentional, weights, context, coverages, final_hidden, final_cell, coverage
+
+
+class InputFeedingRecurrence(torch.autograd.Function):
+    """`_run` with the backward through time written out (see the module docstring). Inputs after `spec`: embed
+    gates, h_0, c_0 (None for GRU), h̃_{-1}, c^0, keys, values, then `spec.rnn_weights()`, `spec.attention_weights()`."""
+
+    @staticmethod
+    def forward(ctx, spec, embed_gates, hidden, cell, input_feed, coverage, keys, values, *weights):
+        saved = {}
+        outputs = _run(spec, embed_gates, hidden, cell, input_feed, coverage, keys, values, saved)
+        query, attentional, attention, context, coverages = outputs[:5]
+        ctx.spec, ctx.saved = spec, saved
+        ctx.save_for_backward(
+            hidden, cell, input_feed, keys, values, query, attentional, attention, context, coverages
+        )
+        ctx.set_materialize_grads(False)
+        return outputs
+
+    @staticmethod
+    @torch.autograd.function.once_differentiable
+    def backward(ctx, d_query, d_attentional, d_attention, d_context, d_coverages, d_hidden, d_cell, d_coverage):
+        spec, saved = ctx.spec, ctx.saved
+        attention_module, rnn, layers = spec.attention, spec.rnn, spec.rnn.num_layers
+        kind, lstm = attention_module.attention_type, spec.is_lstm
+        # Under autocast the saved activations may be half precision: the backward runs in the weights' dtype, and
+        # autograd casts each returned gradient to its input's dtype.
+        dtype = attention_module.combine.weight.dtype
+
+        def cast(x):
+            return None if x is None else x.to(dtype)
+
+        hidden0, cell0, feed0, keys, values, query, attentional, attention, context, coverages = map(
+            cast, ctx.saved_tensors
+        )
+        d_query, d_attentional, d_attention, d_context, d_coverages, d_hidden, d_cell, d_coverage = map(
+            cast, (d_query, d_attentional, d_attention, d_context, d_coverages, d_hidden, d_cell, d_coverage)
+        )
+        feed_mask, layer_masks = cast(spec.feed_mask), cast(spec.layer_masks)
+        w_feed = cast(spec.rnn_weights()[0])  # (G·H, H)
+        w_hh = [cast(getattr(rnn, f"weight_hh_l{k}")) for k in range(layers)]
+        w_ih = [None] + [cast(getattr(rnn, f"weight_ih_l{k}")) for k in range(1, layers)]
+        w_combine = cast(attention_module.combine.weight)  # (H, He + H)
+        w_coverage = cast(attention_module.coverage_weight) if spec.use_coverage else None
+        if kind == "additive":
+            w_query, b_query = cast(attention_module.query_proj.weight), cast(attention_module.query_proj.bias)
+            v = cast(attention_module.score_proj.weight[0])  # (H,)
+        batch_size, steps, hidden_size = query.shape
+        he = w_combine.shape[1] - hidden_size
+        zeros = query.new_zeros
+
+        # Running gradients, carried from step t+1 to step t.
+        d_feed = zeros(batch_size, hidden_size)  # ∂/∂h̃_t (after dropout), from step t+1's input
+        d_h = [zeros(batch_size, hidden_size) if d_hidden is None else d_hidden[k].clone() for k in range(layers)]
+        d_c = [zeros(batch_size, hidden_size) if d_cell is None else d_cell[k].clone() for k in range(layers)]
+        d_cov = zeros(coverages.shape[0], coverages.shape[2]) if d_coverage is None else d_coverage.clone()  # (B, S)
+        # Per-step gradients, stacked after the loop for the weight gradients.
+        d_gates = [[None] * steps for _ in range(layers)]  # input-side gate gradients (B, G·H)
+        d_hidden_gates = [[None] * steps for _ in range(layers)] if not lstm else d_gates  # GRU: differ in n
+        d_pre = [None] * steps  # ∂/∂(W_c [c_t; s_t]) (B, H)
+        d_scores = [None] * steps  # ∂/∂scores (B, S)
+        d_ctx = [None] * steps  # ∂/∂c_t (B, He)
+        d_query_proj = [None] * steps  # additive: ∂/∂(W_s s_t + b) (B, H)
+        d_keys_additive = zeros(keys.shape) if kind == "additive" else None
+        d_score_weight = zeros(hidden_size) if kind == "additive" else None  # v
+        d_coverage_weight = zeros(hidden_size) if w_coverage is not None else None
+
+        for t in reversed(range(steps)):
+            # h̃_t (after dropout) is an output and the input feed of step t+1.
+            d_out = d_feed if d_attentional is None else d_feed + d_attentional[:, t]
+            if feed_mask is not None:
+                d_out = d_out * feed_mask[:, t]
+            att = cast(saved["attentional"][t])  # (B, H)
+            d_pre[t] = d_out * (1 - att * att)  # h̃ = tanh(pre)
+            d_cat = d_pre[t] @ w_combine  # (B, He + H)
+            d_c_t = d_cat[:, :he] if d_context is None else d_cat[:, :he] + d_context[:, t]  # (B, He)
+            d_s = d_cat[:, he:] if d_query is None else d_cat[:, he:] + d_query[:, t]  # (B, H)
+            d_ctx[t] = d_c_t
+            a = attention[:, t]  # (B, S)
+            # c_t = Σ_i a_i h_i; a_t also enters c^{t+1} = c^t + a_t and the weights output.
+            d_a = torch.bmm(d_c_t.unsqueeze(1), values.transpose(1, 2)).squeeze(1) + d_cov  # (B, S)
+            if d_attention is not None:
+                d_a = d_a + d_attention[:, t]
+            d_score = a * (d_a - (a * d_a).sum(dim=-1, keepdim=True))  # softmax backward; 0 at padding (a = 0)
+            d_scores[t] = d_score
+            cov_t = coverages[:, t]  # (B, S) c^t
+            if d_coverages is not None:
+                d_cov = d_cov + d_coverages[:, t]
+            s_t = query[:, t]  # (B, H)
+            if kind == "additive":
+                # score_i = vᵀ tanh(W_s s + b + k_i + w_c c^t_i)
+                proj = F.linear(s_t, w_query, b_query).unsqueeze(1) + keys  # (B, S, H)
+                if w_coverage is not None:
+                    proj = proj + cov_t.unsqueeze(-1) * w_coverage
+                z = torch.tanh(proj)
+                d_score_weight += torch.einsum("bs,bsh->h", d_score, z)
+                d_proj = d_score.unsqueeze(-1) * v * (1 - z * z)  # (B, S, H)
+                d_keys_additive += d_proj
+                d_query_proj[t] = d_proj.sum(dim=1)  # (B, H)
+                d_s = d_s + d_query_proj[t] @ w_query
+                if w_coverage is not None:
+                    d_cov = d_cov + d_proj @ w_coverage  # (B, S)
+                    d_coverage_weight += torch.einsum("bsh,bs->h", d_proj, cov_t)
+            else:
+                # score_i = sᵀ k_i (+ c^t_i sᵀ w_c)
+                d_s = d_s + torch.bmm(d_score.unsqueeze(1), keys).squeeze(1)
+                if w_coverage is not None:
+                    d_cov = d_cov + d_score * (s_t @ w_coverage).unsqueeze(-1)
+                    d_u = (d_score * cov_t).sum(dim=-1)  # (B,) ∂/∂(sᵀ w_c)
+                    d_s = d_s + d_u.unsqueeze(-1) * w_coverage
+                    d_coverage_weight += d_u @ s_t
+            d_h[layers - 1] = d_h[layers - 1] + d_s
+            # The RNN layers, top to bottom.
+            for k in reversed(range(layers)):
+                if lstm:
+                    c_prev = cell0[k] if t == 0 else cast(saved["states"][k][t - 1][1])
+                    c_t = cast(saved["states"][k][t][1])
+                    i, f, g, o = cast(saved["gates"][k][t]).chunk(4, dim=-1)
+                    i, f, g, o = torch.sigmoid(i), torch.sigmoid(f), torch.tanh(g), torch.sigmoid(o)
+                    tanh_c = torch.tanh(c_t)
+                    d_c_total = d_c[k] + d_h[k] * o * (1 - tanh_c * tanh_c)
+                    d_gate = torch.cat(
+                        [
+                            d_c_total * g * i * (1 - i),
+                            d_c_total * c_prev * f * (1 - f),
+                            d_c_total * i * (1 - g * g),
+                            d_h[k] * tanh_c * o * (1 - o),
+                        ],
+                        dim=-1,
+                    )  # (B, 4H)
+                    d_c[k] = d_c_total * f
+                    d_hidden_gate = d_gate
+                else:
+                    h_prev = hidden0[k] if t == 0 else cast(saved["states"][k][t - 1][0])
+                    input_gates, hidden_gates = map(cast, saved["gates"][k][t])
+                    input_r, input_z, input_n = input_gates.chunk(3, dim=-1)
+                    hidden_r, hidden_z, hidden_n = hidden_gates.chunk(3, dim=-1)
+                    reset, update = torch.sigmoid(input_r + hidden_r), torch.sigmoid(input_z + hidden_z)
+                    n = torch.tanh(input_n + reset * hidden_n)
+                    d_n = d_h[k] * (1 - update) * (1 - n * n)
+                    d_r = d_n * hidden_n * reset * (1 - reset)
+                    d_z = d_h[k] * (h_prev - n) * update * (1 - update)
+                    d_gate = torch.cat([d_r, d_z, d_n], dim=-1)  # (B, 3H), input side
+                    d_hidden_gate = torch.cat([d_r, d_z, d_n * reset], dim=-1)  # hidden side
+                    d_hidden_gates[k][t] = d_hidden_gate
+                d_through = d_hidden_gate @ w_hh[k]  # ∂/∂h_{t-1} through the gates
+                d_h[k] = d_through if lstm else d_through + d_h[k] * update  # GRU: h_t = ... + z ⊙ h_{t-1}
+                d_gates[k][t] = d_gate
+                if k > 0:
+                    d_x = d_gate @ w_ih[k]  # (B, H)
+                    if layer_masks is not None:
+                        d_x = d_x * layer_masks[k - 1, :, t]
+                    d_h[k - 1] = d_h[k - 1] + d_x
+            d_feed = d_gates[0][t] @ w_feed  # ∂/∂h̃_{t-1}
+
+        # Weight gradients: one product over all B·T rows each.
+        def rows(tensors):  # T × (B, n) -> (B·T, n), time-major
+            return torch.stack(tensors).flatten(0, 1)
+
+        def time_major(x):  # (B, T, n) -> (T·B, n)
+            return x.transpose(0, 1).flatten(0, 1)
+
+        feeds = torch.cat([feed0.unsqueeze(1), attentional[:, :-1]], dim=1)  # (B, T, H) h̃_{t-1}
+        grads = []
+        for k in range(layers):
+            dg = rows(d_gates[k])  # (T·B, G·H)
+            dhg = dg if lstm else rows(d_hidden_gates[k])
+            if k == 0:
+                d_embed_gates = dg.view(steps, batch_size, -1).transpose(0, 1)  # (B, T, G·H)
+            outputs_k = [cast(saved["states"][k][t][0]) for t in range(steps)]
+            h_prevs = rows([hidden0[k], *outputs_k[:-1]])  # (T·B, H)
+            if k == 0:
+                grads.append(dg.t() @ time_major(feeds))  # W_f
+            else:
+                x = rows([cast(saved["states"][k - 1][t][0]) for t in range(steps)])
+                if layer_masks is not None:
+                    x = x * time_major(layer_masks[k - 1])
+                grads += [dg.t() @ x, dg.sum(0)]  # W_ih, b_ih
+            grads += [dhg.t() @ h_prevs, dhg.sum(0)]  # W_hh, b_hh
+        d_pre_rows = rows(d_pre)  # (T·B, H)
+        grads.append(d_pre_rows.t() @ time_major(torch.cat([context, query], dim=-1)))  # W_c
+        if kind == "additive":
+            d_qp = rows(d_query_proj)
+            grads += [d_qp.t() @ time_major(query), d_qp.sum(0), d_score_weight.unsqueeze(0)]  # W_s, b_s, v
+        if w_coverage is not None:
+            grads.append(d_coverage_weight)
+        d_scores = torch.stack(d_scores, dim=1)  # (B, T, S)
+        d_values = torch.bmm(attention.transpose(1, 2), torch.stack(d_ctx, dim=1))  # (B, S, He) Σ_t a_tᵀ ∂c_t
+        d_keys = d_keys_additive if kind == "additive" else torch.bmm(d_scores.transpose(1, 2), query)  # (B, S, H)
+        d_hidden0, d_cell0 = torch.stack(d_h), (torch.stack(d_c) if lstm else None)
+        return (None, d_embed_gates, d_hidden0, d_cell0, d_feed, d_cov, d_keys, d_values, *grads)
+
+
+def run_input_feeding(spec: RecurrenceSpec, embed_gates, hidden, cell, input_feed, coverage, keys, values):
+    """The recurrence: `InputFeedingRecurrence` when a gradient is needed, the plain loop otherwise (generation)."""
+    weights = spec.rnn_weights() + spec.attention_weights()
+    inputs = (embed_gates, hidden, cell, input_feed, coverage, keys, values, *weights)
+    if torch.is_grad_enabled() and any(x is not None and x.requires_grad for x in inputs):
+        return InputFeedingRecurrence.apply(spec, *inputs)
+    return _run(spec, embed_gates, hidden, cell, input_feed, coverage, keys, values)
