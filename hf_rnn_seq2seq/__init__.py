@@ -26,7 +26,6 @@ from .modeling_rnn_seq2seq import (
     shift_tokens_right,
 )
 from .pipeline_rnn_seq2seq import RNNSeq2SeqPipeline, register_pipeline
-from .trainer_rnn_seq2seq import RNNSeq2SeqTrainer
 
 __version__ = "0.1.0"
 
@@ -41,6 +40,18 @@ register_pipeline()  # pipeline("rnn-seq2seq-generation", model=...): transforme
 RNNSeq2SeqConfig.register_for_auto_class()
 RNNSeq2SeqModel.register_for_auto_class("AutoModel")
 RNNSeq2SeqForConditionalGeneration.register_for_auto_class("AutoModelForSeq2SeqLM")
+
+
+
+def __getattr__(name: str):
+    # The trainer imports transformers.Trainer and datasets (~100 MB, ~1 s): only for those who train with it, so
+    # that inference (`from_pretrained` + `generate`) starts lighter.
+    if name == "RNNSeq2SeqTrainer":
+        from .trainer_rnn_seq2seq import RNNSeq2SeqTrainer
+
+        return RNNSeq2SeqTrainer
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+
 
 __all__ = [
     "CoveragePenaltyLogitsProcessor",

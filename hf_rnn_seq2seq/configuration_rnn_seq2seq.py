@@ -99,6 +99,10 @@ class RNNSeq2SeqConfig(PreTrainedConfig):
             to make the decoder inputs.
         use_cache (`bool`, *optional*, defaults to `True`):
             Return the decoder's recurrent state (`cache`) so that `generate()` feeds one new token per step.
+        cpu_quantization (`str`, *optional*):
+            `"dynamic_int8"`: CPU inference with int8 matrix products (`model.quantize_dynamic_int8()` sets it, and
+            `from_pretrained` quantises a checkpoint that has it; the weights are stored in float32 either way).
+            Inference only.
 
     Example:
 
@@ -141,6 +145,7 @@ class RNNSeq2SeqConfig(PreTrainedConfig):
     decoder_start_token_id: int | None = 1
     is_encoder_decoder: bool = True
     use_cache: bool = True
+    cpu_quantization: Literal["dynamic_int8"] | None = None
 
     @classmethod
     def get_config_dict(cls, pretrained_model_name_or_path, **kwargs):

@@ -56,6 +56,7 @@ class RecurrenceSpec:
     feed_mask: torch.Tensor | None  # (B, T, H) dropout mask of h̃_t, already scaled by 1/(1-p); None = no dropout
     layer_masks: torch.Tensor | None  # (L-1, B, T, H) dropout masks between layers, scaled; None = no dropout
     use_coverage: bool  # coverage is a feature of the attention scores (otherwise only summed for the outputs)
+    int8_gates: dict | None = None  # CPU int8 inference: ("feed", 0), ("hidden", k), ("input", k) -> quantised linear
 
     @property
     def is_lstm(self) -> bool:
@@ -86,7 +87,7 @@ def _run(spec: RecurrenceSpec, embed_gates, hidden, cell, input_feed, coverage, 
     `cell` (L, B, H) the state before step 0, `input_feed` (B, H) h̃_{-1}, `coverage` (B, S) c^0, `keys` (B, S, H) from
     `attention.project_keys`, `values` (B, S, He) the encoder states. With `saved` (a dict), keeps what the backward
     needs. Returns s_t, h̃_t (after dropout), a_t, c_t, c^t (each (B, T, ·)), the final h and c (L, B, H), c^T."""
-    rnn, layers = spec.rnn, spec.rnn.num_layers
+    rnn, layers, int8 = spec.rnn, spec.rnn.num_layers, spec.int8_gates
     w_feed = spec.rnn_weights()[0]  # (G·H, H)
     hidden, cell = list(hidden.unbind(0)), (list(cell.unbind(0)) if spec.is_lstm else None)  # L × (B, H)
     outputs = {name: [] for name in ("query", "attentional", "weights", "context", "coverage")}
@@ -96,12 +97,15 @@ def _run(spec: RecurrenceSpec, embed_gates, hidden, cell, input_feed, coverage, 
         x = None
         for k in range(layers):
             if k == 0:
-                input_gates = step_gates + F.linear(input_feed, w_feed)  # (B, G·H)
+                feed = int8["feed", 0](input_feed) if int8 else F.linear(input_feed, w_feed)
+                input_gates = step_gates + feed  # (B, G·H)
             else:
                 if spec.layer_masks is not None:
                     x = x * spec.layer_masks[k - 1, :, t]  # nn.LSTM/GRU's dropout between layers
-                input_gates = F.linear(x, getattr(rnn, f"weight_ih_l{k}"), getattr(rnn, f"bias_ih_l{k}"))
-            hidden_gates = F.linear(hidden[k], getattr(rnn, f"weight_hh_l{k}"), getattr(rnn, f"bias_hh_l{k}"))
+                w_ih, b_ih = getattr(rnn, f"weight_ih_l{k}"), getattr(rnn, f"bias_ih_l{k}")
+                input_gates = int8["input", k](x) if int8 else F.linear(x, w_ih, b_ih)
+            w_hh, b_hh = getattr(rnn, f"weight_hh_l{k}"), getattr(rnn, f"bias_hh_l{k}")
+            hidden_gates = int8["hidden", k](hidden[k]) if int8 else F.linear(hidden[k], w_hh, b_hh)
             if spec.is_lstm:
                 hidden[k], cell[k] = _lstm_cell(input_gates, hidden_gates, cell[k])
             else:

@@ -489,7 +489,8 @@ def cmd_translate(args) -> str:
 
     checkpoint = result["train"]["checkpoint"]
     w0, c0 = clock()
-    model = AutoModelForSeq2SeqLM.from_pretrained(checkpoint).eval()
+    quantization = {"cpu_quantization": "dynamic_int8"} if getattr(args, "int8", False) else {}
+    model = AutoModelForSeq2SeqLM.from_pretrained(checkpoint, **quantization).eval()
     tokenizer = AutoTokenizer.from_pretrained(checkpoint)
     w1, c1 = clock()
     config = model.config
@@ -578,6 +579,7 @@ def cmd_translate(args) -> str:
         "shims": [],
         "generate_kwargs": generate_kwargs | ({"generation_config.eos_token_id": None} if fixed else {}),
         "torch_threads": torch.get_num_threads(),
+        "cpu_quantization": model.config.cpu_quantization,
         "timed": "tokenise + generate() + detokenise per batch (onmt's infer_file also reads and batches the file)",
         "loadavg_before": loadavg_before,
         "loadavg_after": loadavg(),
@@ -631,8 +633,11 @@ def cpu_model() -> str:
     return platform.processor() or platform.machine()
 
 
-def table(results: list[dict], tag: str = "translate") -> str:
-    """One row per (task, variant, layers, threads): ours next to each peer, with ratios ours / peer."""
+def table(results: list[dict], tag: str = "translate", peer_tag: str | None = None) -> str:
+    """One row per (task, variant, layers, threads): ours next to each peer, with ratios ours / peer. The decode
+    columns read our `tag` decode and the peers' `peer_tag` one (default the same: e.g. our int8 decode
+    `translate_int8` against the peers' `translate`)."""
+    peer_tag = peer_tag or tag
     rows: dict[tuple, dict[str, dict]] = {}
     for r in results:
         variant = our_variant(r)
@@ -660,7 +665,10 @@ def table(results: list[dict], tag: str = "translate") -> str:
     for (task, variant, layers, threads), systems in rows.items():
         hf, onmt, joey = (systems.get(s) for s in ("hf", "onmt", "joey"))
         tok = {s: get(r, "train", "tgt_tok_per_s") for s, r in (("hf", hf), ("onmt", onmt), ("joey", joey))}
-        sent = {s: get(r, tag, "sents_per_s") for s, r in (("hf", hf), ("onmt", onmt), ("joey", joey))}
+        sent = {
+            s: get(r, tag if s == "hf" else peer_tag, "sents_per_s")
+            for s, r in (("hf", hf), ("onmt", onmt), ("joey", joey))
+        }
         cells = [
             task, variant + ("" if layers == 1 else f" L{layers}"), threads,
             _fmt(tok["hf"]), _fmt(tok["onmt"]), _ratio(tok["hf"], tok["onmt"]),
@@ -669,11 +677,11 @@ def table(results: list[dict], tag: str = "translate") -> str:
             _ratio(get(hf, "train", "tgt_tok_per_cpu_s"), get(onmt, "train", "tgt_tok_per_cpu_s")),
             _fmt(sent["hf"]), _fmt(sent["onmt"]), _ratio(sent["hf"], sent["onmt"]),
             _fmt(sent["joey"]), _ratio(sent["hf"], sent["joey"]),
-            _fmt(get(hf, tag, "bleu")), _fmt(get(onmt, tag, "bleu")), _fmt(get(joey, tag, "bleu")),
+            _fmt(get(hf, tag, "bleu")), _fmt(get(onmt, peer_tag, "bleu")), _fmt(get(joey, peer_tag, "bleu")),
             _fmt(get(hf, "train", "process", "peak_rss_mb")), _fmt(get(onmt, "train", "process", "peak_rss_mb")),
             _fmt(get(joey, "train", "process", "peak_rss_mb")),
-            _fmt(get(hf, tag, "process", "peak_rss_mb")), _fmt(get(onmt, tag, "process", "peak_rss_mb")),
-            _fmt(get(joey, tag, "process", "peak_rss_mb")),
+            _fmt(get(hf, tag, "process", "peak_rss_mb")), _fmt(get(onmt, peer_tag, "process", "peak_rss_mb")),
+            _fmt(get(joey, peer_tag, "process", "peak_rss_mb")),
         ]  # fmt: skip
         lines.append("| " + " | ".join(str(c) for c in cells) + " |")
     torch_versions = sorted({str(get(r, "train", "torch")) for r in results if get(r, "train", "torch")})
@@ -681,7 +689,7 @@ def table(results: list[dict], tag: str = "translate") -> str:
     header = (
         f"machine: {cpu_model()}, {os.cpu_count()} CPUs ({platform.platform()}); "
         f"torch {', '.join(torch_versions) or '?'}; train steps {', '.join(map(str, steps)) or '?'}; "
-        f"decode results `{tag}`; ratios = ours / peer"
+        f"decode results: ours `{tag}`, peers `{peer_tag}`; ratios = ours / peer"
     )
     return header + "\n\n" + "\n".join(lines)
 
@@ -699,7 +707,7 @@ def load_results(runs: list[str]) -> list[dict]:
 
 
 def cmd_table(args) -> None:
-    print(table(load_results(args.runs), args.tag or "translate"))
+    print(table(load_results(args.runs), args.tag or "translate", args.peer_tag))
 
 
 # ----------------------------------------------------------------------------------------------------------------------
@@ -815,9 +823,18 @@ def cmd_suite(args) -> None:
                     ],
                     args.threads,
                 )
+                if args.int8:
+                    tag = (extra[-1] if extra else "translate") + "_int8"
+                    print(f"== translate hf {variant} {' '.join(extra)} int8", flush=True)
+                    without_tag = extra[:-2] if extra else []
+                    _run([*me, "translate", "--run", run, *common_translate, "--early-stopping", args.early_stopping,
+                          *without_tag, "--int8", "--tag", tag], args.threads)  # fmt: skip
             runs.append(run)
     results = load_results(runs)
-    tables = [table(results, "translate")] + ([table(results, fixed_tag)] if fixed_tag else [])
+    tags = [("translate", None)] + ([(fixed_tag, None)] if fixed_tag else [])
+    if args.int8:
+        tags += [(f"{tag}_int8", tag) for tag, _ in list(tags)]
+    tables = [table(results, tag, peer_tag) for tag, peer_tag in tags]
     md = f"# {task}, T={args.threads}, {args.steps} steps\n\n" + "\n\n".join(tables)
     print()
     print(md)
@@ -849,6 +866,9 @@ def add_translate_args(p: argparse.ArgumentParser) -> None:
     p.add_argument("--n-test", type=int, default=0, help="translate the first N test lines (0 = all)")
     p.add_argument("--fixed-length", type=int, default=0, help="every output exactly L tokens (decode speed alone)")
     p.add_argument("--repeat", type=int, default=1, help="decode R times, keep the fastest (all times kept)")
+    p.add_argument(
+        "--int8", action="store_true", help="ours only: CPU int8 inference (`cpu_quantization='dynamic_int8'`)"
+    )
     p.add_argument(
         "--early-stopping",
         choices=["false", "true", "never"],
@@ -893,6 +913,7 @@ def main(argv=None) -> None:
     tb = sub.add_parser("table", help="the comparison table from existing run folders (ours and the peers')")
     tb.add_argument("runs", nargs="+")
     tb.add_argument("--tag", default="translate", help="which decode result to show")
+    tb.add_argument("--peer-tag", help="the peers' decode result to compare with (default: --tag)")
 
     args = p.parse_args(argv)
     if args.cmd == "train":
