@@ -42,7 +42,6 @@ RNNSeq2SeqModel.register_for_auto_class("AutoModel")
 RNNSeq2SeqForConditionalGeneration.register_for_auto_class("AutoModelForSeq2SeqLM")
 
 
-
 def __getattr__(name: str):
     # The trainer imports transformers.Trainer and datasets (~100 MB, ~1 s): only for those who train with it, so
     # that inference (`from_pretrained` + `generate`) starts lighter.

@@ -43,7 +43,6 @@ def test_analytic_flops_match_flop_counter(cell_type):
     analytic = flops_of(config, batch, source, target)
     encoder = 3 * sum(value for name, value in analytic.items() if name.startswith("encoder"))
     counted = counter.get_total_flops()
-    print(cell_type, counted / analytic["total"], counted / (analytic["total"] - encoder))
     assert min(abs(counted / analytic["total"] - 1), abs(counted / (analytic["total"] - encoder) - 1)) < 0.02
 
 

@@ -89,7 +89,7 @@ def test_dequantize_restores_float32_exactly():
 def test_an_int8_model_refuses_training_and_a_flag_without_quantization():
     model, batch = sized(), make_batch()
     model.quantize_dynamic_int8().train()
-    with pytest.raises(ValueError, match="inference only.*dequantize"):
+    with pytest.raises(ValueError, match=r"inference only.*dequantize"):
         model(**batch)
     fresh = tiny_model(cpu_quantization="dynamic_int8")  # a config that asks for int8, weights never quantised
     with pytest.raises(ValueError, match="not quantised"):

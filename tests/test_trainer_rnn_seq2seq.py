@@ -139,3 +139,17 @@ def test_predict_without_generation_max_length_keeps_the_models_default(tmp_path
     # Every batch is generated with, and padded to, the same stored limit; the Trainer does not reset it to 20.
     assert predictions.shape == (8, DEFAULT_MAX_LENGTH)
     assert model.generation_config.max_length == DEFAULT_MAX_LENGTH
+
+
+def test_our_trainer_keeps_the_recurrent_state_on_for_generation(tmp_path):
+    """transformers 5's Trainer sets config.use_cache = args.use_cache (False); saved, that config would make every
+    model built from it generate without its state (each step re-reads the prefix). RNNSeq2SeqTrainer keeps it on."""
+    from hf_rnn_seq2seq import RNNSeq2SeqTrainer
+
+    stock = make_trainer(tmp_path, tiny_model(), reversal_dataset(8))
+    assert stock.model.config.use_cache is False  # the behaviour this works around
+    model = tiny_model()
+    ours = RNNSeq2SeqTrainer(model=model, args=stock.args, train_dataset=reversal_dataset(8))
+    assert ours.model.config.use_cache is True
+    rebuilt = type(model)(model.config)
+    assert rebuilt.generation_config.use_cache is True
