@@ -763,10 +763,9 @@ class RNNSeq2SeqPreTrainedModel(PreTrainedModel):
                 "models, or config.json was edited (vocab_size, embedding_size, hidden_size...). Pass "
                 "`ignore_mismatched_sizes=True` to re-initialise the mismatched weights instead."
             ) from error
-        if (
-            model.config.cpu_quantization
-        ):  # saved from a quantised model, or asked for: cpu_quantization="dynamic_int8"
-            model.quantize_dynamic_int8()
+        loaded = model[0] if isinstance(model, tuple) else model  # (model, loading_info) with output_loading_info=True
+        if loaded.config.cpu_quantization:  # from a quantised model, or asked for: cpu_quantization="dynamic_int8"
+            loaded.quantize_dynamic_int8()
         return model
 
     @classmethod

@@ -45,16 +45,11 @@ import resource
 import sys
 import time
 
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+from benchmark import str2bool  # the sibling script: same true/false options
+
 SWEEPS = ("source", "batch", "vocab", "flops")
 VARIANT_FLAGS = ("attention_type", "use_copy", "use_coverage", "cell_type", "input_feeding")
-
-
-def str2bool(value: str) -> bool:
-    if value.lower() in ("1", "true", "yes"):
-        return True
-    if value.lower() in ("0", "false", "no"):
-        return False
-    raise argparse.ArgumentTypeError(f"expected true/false, got {value!r}")
 
 
 def parse_args(argv=None):
