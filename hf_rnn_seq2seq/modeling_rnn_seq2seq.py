@@ -182,7 +182,8 @@ class RNNSeq2SeqCache(Cache):
     model and the coverage penalty read. `forward` updates it in place and returns it under `cache`.
 
     Beam search reorders it with `reorder_cache(beam_idx)`. The keys are not reordered: `beam_idx` only moves
-    hypotheses within one example's group of beams, whose source rows are identical copies.
+    hypotheses within one example's group of beams, and under `generate()` the keys are kept once per source
+    `(B_src, S, H)` for the whole group (`_expand_inputs_for_generation`).
     An RNN state cannot be rewound, so the cache is not croppable (assisted decoding is refused).
     """
 
@@ -243,6 +244,11 @@ class RNNSeq2SeqCache(Cache):
         self._map_batch(lambda t, dim: t.index_select(dim, beam_idx.to(t.device)), keys_too=False)
 
     def batch_select_indices(self, indices: torch.Tensor) -> None:
+        if self.attention_keys is not None and self.attention_keys.shape[0] != self.batch_size:
+            raise ValueError(
+                "This cache's attention keys are shared by groups of rows (generate()'s beams): selecting single rows "
+                "would break the groups."
+            )
         self._map_batch(lambda t, dim: t.index_select(dim, indices.to(t.device)), keys_too=True)
 
     def batch_repeat_interleave(self, repeats: int) -> None:
@@ -295,11 +301,18 @@ class RNNSeq2SeqAttention(nn.Module):
     def forward(
         self,
         query: torch.Tensor,  # (B, T, H) decoder states s_t
-        keys: torch.Tensor,  # (B, S, H) from project_keys
-        encoder_states: torch.Tensor,  # (B, S, He)
-        padding_mask: torch.Tensor,  # (B, 1, S) bool, True = padding (inverted once per call, not per step)
+        keys: torch.Tensor,  # (B_src, S, H) from project_keys; B = g · B_src, see below
+        encoder_states: torch.Tensor,  # (B_src, S, He)
+        padding_mask: torch.Tensor,  # (B_src, 1, S) bool, True = padding (inverted once per call, not per step)
         coverage: torch.Tensor | None = None,  # (B, T, S) c^t of each query step (use_coverage only)
     ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+        # g consecutive query rows may share one source (generate()'s beams / returned sequences, B = g · B_src): they
+        # attend as g·T queries of that source, so its keys and states are read once, not once per beam.
+        batch_size, steps = query.shape[:2]
+        group = batch_size // keys.shape[0]
+        if group > 1:
+            query = query.reshape(keys.shape[0], group * steps, -1)  # (B_src, g·T, H)
+            coverage = None if coverage is None else coverage.reshape(keys.shape[0], group * steps, -1)
         if self.attention_type == "additive":
             hidden = self.query_proj(query).unsqueeze(2) + keys.unsqueeze(1)  # (B, T, S, H)
             if coverage is not None:
@@ -316,6 +329,8 @@ class RNNSeq2SeqAttention(nn.Module):
         weights = weights.to(encoder_states.dtype)  # (B, T, S)
         context = weights @ encoder_states  # (B, T, S) x (B, S, He) -> (B, T, He)
         attentional = torch.tanh(self.combine(torch.cat([context, query], dim=-1)))  # (B, T, H)
+        if group > 1:
+            attentional, weights, context = (x.reshape(batch_size, steps, -1) for x in (attentional, weights, context))
         return attentional, weights, context
 
 
@@ -871,9 +886,14 @@ class RNNSeq2SeqModel(RNNSeq2SeqPreTrainedModel):
             decoder_input_ids = decoder_input_ids.masked_fill(
                 decoder_input_ids >= self.config.vocab_size, self.config.unk_token_id
             )
-        if decoder_input_ids.shape[0] != batch_size:
+        # generate() keeps one copy of each source for its g beams (or returned sequences): decoder rows g·i..g·i+g-1
+        # belong to source i (see `_expand_inputs_for_generation`). Otherwise the batches are equal (g = 1).
+        source_batch_size, batch_size = batch_size, decoder_input_ids.shape[0]
+        group = batch_size // source_batch_size
+        if batch_size != group * source_batch_size or group < 1:
             raise ValueError(
-                f"`decoder_input_ids` has batch size {decoder_input_ids.shape[0]} but the source has {batch_size}."
+                f"`decoder_input_ids` has batch size {batch_size} but the source has {source_batch_size}: they must be "
+                "equal (or the decoder batch a multiple, g consecutive rows per source, as generate() makes them)."
             )
         if decoder_attention_mask is not None and (
             decoder_attention_mask.dim() != 2
@@ -900,13 +920,15 @@ class RNNSeq2SeqModel(RNNSeq2SeqPreTrainedModel):
             input_feed, attention_keys, coverage = cache.input_feed, cache.attention_keys, cache.coverage
         else:  # first step, or any cache that is not ours (e.g. a key/value cache made by generic code)
             cache = None
-            state = self._initial_state(encoder_outputs, batch_size)
+            state = [
+                s.repeat_interleave(group, dim=1) for s in self._initial_state(encoder_outputs, source_batch_size)
+            ]
             input_feed = (
                 encoder_states.new_zeros(batch_size, self.config.hidden_size) if self.decoder.input_feeding else None
             )
             attention_keys, coverage = None, None
             if self.decoder.attention is not None:
-                attention_keys = self.decoder.attention.project_keys(encoder_states)  # (B, S, H)
+                attention_keys = self.decoder.attention.project_keys(encoder_states)  # (B_src, S, H), once per source
                 coverage = encoder_states.new_zeros(batch_size, source_length)  # (B, S) c^1 = 0
 
         decoded = self.decoder(
@@ -1038,7 +1060,10 @@ class CoveragePenaltyLogitsProcessor(LogitsProcessor):
 
     def observe(self, coverage: torch.Tensor, last_attention: torch.Tensor, source_mask: torch.Tensor | None) -> None:
         """Reads the cache after a step: `coverage` = Σ of all attention so far (B, S), `last_attention` (B, S)."""
-        mask = torch.ones_like(coverage) if source_mask is None else source_mask.to(coverage.dtype)  # (B, S)
+        if source_mask is None:
+            mask = torch.ones_like(coverage)  # (B, S)
+        else:  # generate() keeps one source row for each sentence's beams
+            mask = source_mask.to(coverage.dtype).repeat_interleave(coverage.shape[0] // source_mask.shape[0], dim=0)
 
         def penalty(total):  # (B, S) -> (B,)
             return self.beta * (total.clamp(min=torch.finfo(total.dtype).tiny, max=1.0).log() * mask).sum(-1)
@@ -1186,6 +1211,18 @@ class RNNSeq2SeqForConditionalGeneration(RNNSeq2SeqPreTrainedModel, GenerationMi
             self._generation_observer.observe(outputs, model_kwargs)
         return model_kwargs
 
+    def _expand_inputs_for_generation(self, expand_size=1, is_encoder_decoder=False, input_ids=None, **model_kwargs):
+        """transformers copies the encoder outputs and the source mask `expand_size` times (once per beam or returned
+        sequence). Here they stay one per source: the model reads the g rows of a source's beams against one copy
+        (`RNNSeq2SeqModel.forward`), so beam search neither copies the encoder states nor re-reads g copies of them
+        at every step (the attention keys are projected once per source, too). Everything else is expanded as
+        usual."""
+        shared = {key: model_kwargs.pop(key) for key in ("encoder_outputs", "attention_mask") if key in model_kwargs}
+        input_ids, model_kwargs = super()._expand_inputs_for_generation(
+            expand_size=expand_size, is_encoder_decoder=False, input_ids=input_ids, **model_kwargs
+        )
+        return input_ids, {**model_kwargs, **shared}
+
     def prepare_decoder_input_ids_from_labels(self, labels: torch.Tensor) -> torch.Tensor:
         return shift_tokens_right(labels, self.config.pad_token_id, self.config.decoder_start_token_id)
 
@@ -1326,7 +1363,7 @@ class RNNSeq2SeqForConditionalGeneration(RNNSeq2SeqPreTrainedModel, GenerationMi
                 "The copy mechanism needs the source token ids: pass `input_ids` (or `extended_input_ids`) with "
                 "`encoder_outputs`, or encoder outputs made by this model's encoder (they carry `source_ids`)."
             )
-        return source_ids
+        return source_ids.repeat_interleave(batch_size // source_ids.shape[0], dim=0)  # one row per beam
 
     def _copy_mixture(self, logits, p_gen, alignment, source_ids) -> torch.Tensor:
         """log P(w) of the pointer-generator mixture, over the V vocabulary ids (+ K extended ids):

@@ -329,6 +329,9 @@ def run_input_feeding(spec: RecurrenceSpec, embed_gates, hidden, cell, input_fee
     """The recurrence: `InputFeedingRecurrence` when a gradient is needed, the plain loop otherwise (generation)."""
     weights = spec.rnn_weights() + spec.attention_weights()
     inputs = (embed_gates, hidden, cell, input_feed, coverage, keys, values, *weights)
+    shared_source = keys.shape[0] != hidden.shape[1]  # groups of rows share one source (generate()'s beams)
     if torch.is_grad_enabled() and any(x is not None and x.requires_grad for x in inputs):
+        if shared_source:  # the hand-written backward assumes one source row per row: autograd through the loop
+            return _run(spec, embed_gates, hidden, cell, input_feed, coverage, keys, values)
         return InputFeedingRecurrence.apply(spec, *inputs)
     return _run(spec, embed_gates, hidden, cell, input_feed, coverage, keys, values)

@@ -252,3 +252,37 @@ def test_generate_accepts_precomputed_encoder_outputs_and_rejects_unknown_kwargs
     assert torch.equal(a, b)
     with pytest.raises(ValueError, match="oovs"):
         model.generate(**inputs, oovs=[["x"]], max_length=5)
+
+
+@pytest.mark.parametrize(
+    "overrides",
+    [
+        *SMALL_GRID,
+        pytest.param(
+            dict(use_copy=True, copy_extended_vocab=True, max_source_oovs=3, use_coverage=True, attention_type="additive"),
+            id="copyext-coverage",
+        ),
+    ],
+)
+def test_beams_sharing_one_copy_of_the_source_equal_transformers_expansion(monkeypatch, overrides):
+    """generate() keeps one copy of each source for its beams (`_expand_inputs_for_generation`); the results are
+    those of transformers' own expansion (every beam with its own copy of the encoder states)."""
+    from transformers import GenerationMixin
+
+    from hf_rnn_seq2seq import RNNSeq2SeqForConditionalGeneration
+
+    model = peaky(tiny_model(**overrides))
+    inputs = source()
+    if model.config.copy_extended_vocab:
+        inputs["extended_input_ids"] = inputs["input_ids"].clone()
+    kwargs = dict(num_beams=3, num_return_sequences=2, max_new_tokens=6, coverage_penalty=0.2)
+    if model.config.attention_type == "none":
+        kwargs.pop("coverage_penalty")
+    kwargs |= dict(output_scores=True, return_dict_in_generate=True)
+    shared = model.generate(**inputs, **kwargs)
+    monkeypatch.setattr(
+        RNNSeq2SeqForConditionalGeneration, "_expand_inputs_for_generation", GenerationMixin._expand_inputs_for_generation
+    )
+    copied = model.generate(**inputs, **kwargs)
+    assert torch.equal(shared.sequences, copied.sequences)
+    torch.testing.assert_close(shared.sequences_scores, copied.sequences_scores, rtol=1e-5, atol=1e-6)
