@@ -259,7 +259,13 @@ def test_generate_accepts_precomputed_encoder_outputs_and_rejects_unknown_kwargs
     [
         *SMALL_GRID,
         pytest.param(
-            dict(use_copy=True, copy_extended_vocab=True, max_source_oovs=3, use_coverage=True, attention_type="additive"),
+            dict(
+                use_copy=True,
+                copy_extended_vocab=True,
+                max_source_oovs=3,
+                use_coverage=True,
+                attention_type="additive",
+            ),
             id="copyext-coverage",
         ),
     ],
@@ -281,7 +287,9 @@ def test_beams_sharing_one_copy_of_the_source_equal_transformers_expansion(monke
     kwargs |= dict(output_scores=True, return_dict_in_generate=True)
     shared = model.generate(**inputs, **kwargs)
     monkeypatch.setattr(
-        RNNSeq2SeqForConditionalGeneration, "_expand_inputs_for_generation", GenerationMixin._expand_inputs_for_generation
+        RNNSeq2SeqForConditionalGeneration,
+        "_expand_inputs_for_generation",
+        GenerationMixin._expand_inputs_for_generation,
     )
     copied = model.generate(**inputs, **kwargs)
     assert torch.equal(shared.sequences, copied.sequences)
