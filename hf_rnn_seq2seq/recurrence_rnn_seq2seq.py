@@ -62,9 +62,14 @@ class RecurrenceSpec:
     def is_lstm(self) -> bool:
         return isinstance(self.rnn, nn.LSTM)
 
+    @property
+    def feed_weight(self) -> torch.Tensor:
+        """W_f (G·H, H): the input-feed half of layer 0's W_ih."""
+        return self.rnn.weight_ih_l0[:, self.embedding_size :]
+
     def rnn_weights(self) -> list[torch.Tensor]:
-        """Layer 0: W_f (the input-feed half of W_ih), W_hh, b_hh; layer k > 0: W_ih, b_ih, W_hh, b_hh."""
-        rnn, weights = self.rnn, [self.rnn.weight_ih_l0[:, self.embedding_size :]]
+        """Layer 0: W_f, W_hh, b_hh; layer k > 0: W_ih, b_ih, W_hh, b_hh."""
+        rnn, weights = self.rnn, [self.feed_weight]
         for k in range(rnn.num_layers):
             if k > 0:
                 weights += [getattr(rnn, f"weight_ih_l{k}"), getattr(rnn, f"bias_ih_l{k}")]
@@ -88,7 +93,7 @@ def _run(spec: RecurrenceSpec, embed_gates, hidden, cell, input_feed, coverage, 
     `attention.project_keys`, `values` (B, S, He) the encoder states. With `saved` (a dict), keeps what the backward
     needs. Returns s_t, h̃_t (after dropout), a_t, c_t, c^t (each (B, T, ·)), the final h and c (L, B, H), c^T."""
     rnn, layers, int8 = spec.rnn, spec.rnn.num_layers, spec.int8_gates
-    w_feed = spec.rnn_weights()[0]  # (G·H, H)
+    w_feed = spec.feed_weight  # (G·H, H)
     hidden, cell = list(hidden.unbind(0)), (list(cell.unbind(0)) if spec.is_lstm else None)  # L × (B, H)
     outputs = {name: [] for name in ("query", "attentional", "weights", "context", "coverage")}
     gates = [[] for _ in range(layers)]  # per layer, per step: pre-activations (LSTM) or (input, hidden) gates (GRU)
@@ -171,7 +176,7 @@ class InputFeedingRecurrence(torch.autograd.Function):
             cast, (d_query, d_attentional, d_attention, d_context, d_coverages, d_hidden, d_cell, d_coverage)
         )
         feed_mask, layer_masks = cast(spec.feed_mask), cast(spec.layer_masks)
-        w_feed = cast(spec.rnn_weights()[0])  # (G·H, H)
+        w_feed = cast(spec.feed_weight)  # (G·H, H)
         w_hh = [cast(getattr(rnn, f"weight_hh_l{k}")) for k in range(layers)]
         w_ih = [None] + [cast(getattr(rnn, f"weight_ih_l{k}")) for k in range(1, layers)]
         w_combine = cast(attention_module.combine.weight)  # (H, He + H)
@@ -327,11 +332,11 @@ class InputFeedingRecurrence(torch.autograd.Function):
 
 def run_input_feeding(spec: RecurrenceSpec, embed_gates, hidden, cell, input_feed, coverage, keys, values):
     """The recurrence: `InputFeedingRecurrence` when a gradient is needed, the plain loop otherwise (generation)."""
-    weights = spec.rnn_weights() + spec.attention_weights()
-    inputs = (embed_gates, hidden, cell, input_feed, coverage, keys, values, *weights)
-    shared_source = keys.shape[0] != hidden.shape[1]  # groups of rows share one source (generate()'s beams)
-    if torch.is_grad_enabled() and any(x is not None and x.requires_grad for x in inputs):
-        if shared_source:  # the hand-written backward assumes one source row per row: autograd through the loop
-            return _run(spec, embed_gates, hidden, cell, input_feed, coverage, keys, values)
-        return InputFeedingRecurrence.apply(spec, *inputs)
-    return _run(spec, embed_gates, hidden, cell, input_feed, coverage, keys, values)
+    tensors = (embed_gates, hidden, cell, input_feed, coverage, keys, values)
+    # The hand-written backward assumes one source row per decoder row; groups of rows sharing one source
+    # (generate()'s beams) run the plain loop, under autograd if a gradient is wanted.
+    if torch.is_grad_enabled() and keys.shape[0] == hidden.shape[1]:
+        weights = spec.rnn_weights() + spec.attention_weights()
+        if any(x is not None and x.requires_grad for x in (*tensors, *weights)):
+            return InputFeedingRecurrence.apply(spec, *tensors, *weights)
+    return _run(spec, *tensors)
