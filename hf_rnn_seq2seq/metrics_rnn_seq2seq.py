@@ -23,12 +23,23 @@ and `run_summarization.py`) find a metric in a folder of that name in their work
 """
 
 import argparse
+import re
 import shutil
-from collections.abc import Sequence
+from collections import Counter
+from collections.abc import Container, Sequence
 from pathlib import Path
 from typing import Any
 
-__all__ = ["METRICS_DIR", "available_metrics", "compute_generation_metrics", "export_metric_modules", "load_metric"]
+__all__ = [
+    "METRICS_DIR",
+    "available_metrics",
+    "compute_generation_metrics",
+    "copy_and_repetition_statistics",
+    "export_metric_modules",
+    "load_metric",
+    "oov_reproduction",
+    "words",
+]
 
 METRICS_DIR = Path(__file__).resolve().parent / "metrics"
 
@@ -170,6 +181,84 @@ def compute_generation_metrics(
                     )
                 results[reported] = float(output[key])
     return results
+
+
+# ---------------------------------------------------------------------------------------------------------------------
+# Text statistics of what copy and coverage change (no library computes these): words copied from the source, repeated
+# n-grams (See et al. 2017, Figure 4), and out-of-vocabulary reference words reproduced.
+# ---------------------------------------------------------------------------------------------------------------------
+
+_WORD = re.compile(r"\w+|[^\w\s]+")  # the split of the package's word-level tokenizer (tokenizers' `Whitespace`)
+
+
+def words(text: str) -> list[str]:
+    """Splits `text` into words and punctuation runs, as the package's word-level tokenizer does."""
+    return _WORD.findall(text)
+
+
+def copy_and_repetition_statistics(sources: Sequence[str], texts: Sequence[str], n: int = 3) -> dict[str, float]:
+    """How much of `texts` (summaries, generated or reference) is copied from `sources`, and how repetitive it is.
+
+    Returns (over the whole corpus, words lowercased):
+
+    - `copied_word_share`: the share of the texts' words that occur in their own source;
+    - `novel_ngram_share`: the share of the texts' n-grams that do not occur in their source (abstraction);
+    - `repeated_ngram_rate`: the share of the texts' n-grams that repeat an n-gram earlier in the same text (See et
+      al. 2017 compare this for outputs with and without coverage, and for the reference summaries).
+    """
+    _check_inputs(list(texts), list(sources))
+    if n < 1:
+        raise ValueError(f"n must be at least 1, got {n}.")
+    copied = total_words = novel = repeated = total_ngrams = 0
+    for source, text in zip(sources, texts, strict=True):
+        source_words = [w.lower() for w in words(source)]
+        text_words = [w.lower() for w in words(text)]
+        vocabulary = set(source_words)
+        copied += sum(word in vocabulary for word in text_words)
+        total_words += len(text_words)
+        source_ngrams = set(zip(*(source_words[i:] for i in range(n)), strict=False))
+        ngrams = list(zip(*(text_words[i:] for i in range(n)), strict=False))
+        novel += sum(ngram not in source_ngrams for ngram in ngrams)
+        repeated += len(ngrams) - len(set(ngrams))
+        total_ngrams += len(ngrams)
+    return {
+        "copied_word_share": copied / max(total_words, 1),
+        "novel_ngram_share": novel / max(total_ngrams, 1),
+        "repeated_ngram_rate": repeated / max(total_ngrams, 1),
+    }
+
+
+def oov_reproduction(
+    sources: Sequence[str], predictions: Sequence[str], references: Sequence[str], vocabulary: Container[str]
+) -> dict[str, float]:
+    """How many of the reference words outside `vocabulary` (the model's word-level vocabulary) the predictions
+    reproduce: a word-level model without copy can only write them as `<unk>`.
+
+    Counts are clipped per sentence (a reference OOV word occurring twice needs two occurrences in the prediction).
+    Returns `reference_oov_words` (their number), `oov_reproduced` (the share reproduced), and the same two for the
+    `copyable` ones: the OOV words that also occur in the source, which a copy mechanism can reach.
+    """
+    _check_inputs(list(predictions), list(references))
+    if len(sources) != len(predictions):
+        raise ValueError(f"Got {len(sources)} sources but {len(predictions)} predictions: one each.")
+    found = total = copyable_found = copyable_total = 0
+    for source, prediction, reference in zip(sources, predictions, references, strict=True):
+        wanted = Counter(word for word in words(reference) if word not in vocabulary)
+        produced = Counter(words(prediction))
+        in_source = set(words(source))
+        for word, count in wanted.items():
+            hits = min(count, produced[word])
+            found += hits
+            total += count
+            if word in in_source:
+                copyable_found += hits
+                copyable_total += count
+    return {
+        "reference_oov_words": float(total),
+        "oov_reproduced": found / total if total else 0.0,
+        "copyable_oov_words": float(copyable_total),
+        "copyable_oov_reproduced": copyable_found / copyable_total if copyable_total else 0.0,
+    }
 
 
 def main(argv: Sequence[str] | None = None) -> None:

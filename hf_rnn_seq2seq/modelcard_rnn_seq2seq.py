@@ -72,11 +72,13 @@ def build_model_card(
     training_summary: str | None = None,
     example_input: str = "",
     license: str = "apache-2.0",
+    sections: dict[str, str] | None = None,
 ) -> ModelCard:
     """A `huggingface_hub.ModelCard` for a trained model (metadata parsed and checked by `ModelCard` on creation).
 
     `metrics` are measured results, e.g. `{"test_bleu": 31.2, "test_exact_match": 0.8}`; they go into the results
-    table and, by name (`bleu`, `chrf`, `rouge1`, ...), into the YAML `metrics` list.
+    table and, by name (`bleu`, `chrf`, `rouge1`, ...), into the YAML `metrics` list. `sections` maps further
+    headings to Markdown (data, sample outputs, figures), placed after the results.
     """
     config = model.config
     tags = ["rnn_seq2seq", config.cell_type, "seq2seq", "text2text-generation"]
@@ -139,7 +141,11 @@ print(tokenizer.batch_decode(model.generate(**inputs, num_beams=5), skip_special
         else "No evaluation results were recorded."
     }
 
-## Intended uses and limitations
+{
+        "".join(
+            f"## {heading}{chr(10)}{chr(10)}{text}{chr(10)}{chr(10)}" for heading, text in (sections or {}).items()
+        )
+    }## Intended uses and limitations
 
 A small, CPU-friendly sequence-to-sequence model for the task and data it was trained on (translation,
 summarisation, normalisation of short texts). RNN models trained on small corpora make errors on long inputs and on

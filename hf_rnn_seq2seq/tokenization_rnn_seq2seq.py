@@ -18,6 +18,8 @@ from transformers import PreTrainedTokenizerFast
 
 SPECIAL_TOKENS = {"pad_token": "<pad>", "bos_token": "<s>", "eos_token": "</s>", "unk_token": "<unk>"}
 TOKENIZER_KINDS = ("word", "bpe", "unigram", "char")
+# CJK radicals, punctuation, kana, ideographs and full-width forms: with `split_cjk` each is a token of its own.
+CJK_CHARACTERS = "[\u2e80-\u2fff\u3000-\u30ff\u3400-\u4dbf\u4e00-\u9fff\uf900-\ufaff\uff00-\uffef]"
 
 
 def train_tokenizer(
@@ -26,6 +28,7 @@ def train_tokenizer(
     vocab_size: int = 8000,
     min_frequency: int = 1,
     lowercase: bool = False,
+    split_cjk: bool = False,
 ) -> PreTrainedTokenizerFast:
     """Trains one shared source/target tokenizer on `texts`.
 
@@ -39,6 +42,10 @@ def train_tokenizer(
             character seen at least `min_frequency` times, up to this size).
         min_frequency: tokens seen fewer times are left out (and read as `<unk>`).
         lowercase: lowercase before tokenising.
+        split_cjk: make every Chinese/Japanese character (and CJK punctuation) a token of its own, whatever `kind`
+            does with the rest: a character-level Chinese side next to word or subword English in one vocabulary.
+            The text is then normalised with NFC rather than NFKC, which would turn full-width CJK punctuation
+            (`，` `？` `！`) into ASCII that the references do not have.
     """
     if kind not in TOKENIZER_KINDS:
         raise ValueError(f"Unknown tokenizer kind {kind!r}; choose one of {TOKENIZER_KINDS}.")
@@ -69,7 +76,10 @@ def train_tokenizer(
         tokenizer.pre_tokenizer = pre_tokenizers.Metaspace()
         tokenizer.decoder = decoders.Metaspace()
         trainer = trainers.UnigramTrainer(vocab_size=vocab_size, special_tokens=specials, unk_token=unk)
-    steps = [normalizers.NFKC()] + ([normalizers.Lowercase()] if lowercase else [])
+    if split_cjk:
+        isolate = pre_tokenizers.Split(Regex(CJK_CHARACTERS), behavior="isolated")
+        tokenizer.pre_tokenizer = pre_tokenizers.Sequence([tokenizer.pre_tokenizer, isolate])
+    steps = [normalizers.NFC() if split_cjk else normalizers.NFKC()] + ([normalizers.Lowercase()] if lowercase else [])
     tokenizer.normalizer = normalizers.Sequence(steps)
     tokenizer.train_from_iterator((text for text in texts if text), trainer=trainer)
     for position, token in enumerate(specials):  # the config's ids: pad 0, bos 1, eos 2, unk 3
@@ -139,4 +149,4 @@ def load_pretrained_embeddings(model, tokenizer, path: str | Path, freeze: bool 
     return {"matched": len(rows), "vocabulary": len(tokenizer), "vectors": len(vectors)}
 
 
-__all__ = ["SPECIAL_TOKENS", "TOKENIZER_KINDS", "load_pretrained_embeddings", "train_tokenizer"]
+__all__ = ["CJK_CHARACTERS", "SPECIAL_TOKENS", "TOKENIZER_KINDS", "load_pretrained_embeddings", "train_tokenizer"]

@@ -5,9 +5,15 @@
         --num_beams 4 --coverage_penalty 0.2
     python scripts/evaluate_model.py runs/numbers --task numbers        # the built-in task's test split
 
+    python scripts/evaluate_model.py runs/en-zh --test_file test.jsonl --source_lang en --target_lang zh --bleu_tokenize zh
+    python scripts/evaluate_model.py runs/pg --test_file val.jsonl --text_column source --summary_column target \
+        --copy_statistics                     # + copied-word share and repeated trigrams, of outputs and references
+    python scripts/evaluate_model.py runs/oov --test_file val.jsonl --source_lang de --target_lang en --oov_statistics
+
 The test file has the layouts of scripts/train.py (JSON Lines or CSV; a `translation` column with language keys, or
 flat columns). Writes `metrics.json` and `predictions.jsonl` (source, prediction, reference) to `--output_dir`
-(default: the model folder) and prints the metrics.
+(default: the model folder) and prints the metrics: sacreBLEU (cased `bleu` and `bleu_lowercase`, with
+`--bleu_tokenize`), chrF, exact match, ROUGE for summaries, decoding speed, and the statistics asked for.
 
 (Not named `evaluate.py`: a script of that name in scripts/ would shadow the `evaluate` library for every script run
 from this folder, since Python puts the script's folder first on the import path.)
@@ -17,6 +23,7 @@ import argparse
 import json
 import os
 import sys
+import time
 from pathlib import Path
 
 os.environ.setdefault("OMP_NUM_THREADS", "1")
@@ -26,7 +33,11 @@ import torch
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from translate import add_generation_arguments, generation_kwargs, load, translate
 
-from hf_rnn_seq2seq.metrics_rnn_seq2seq import compute_generation_metrics
+from hf_rnn_seq2seq.metrics_rnn_seq2seq import (
+    compute_generation_metrics,
+    copy_and_repetition_statistics,
+    oov_reproduction,
+)
 from hf_rnn_seq2seq.tasks_rnn_seq2seq import TASKS, load_text_pairs
 
 
@@ -41,6 +52,17 @@ def main(argv=None) -> dict:
     parser.add_argument("--summary_column")
     parser.add_argument("--max_samples", type=int, help="score only the first N pairs")
     parser.add_argument("--output_dir", help="where metrics.json and predictions.jsonl go (default: the model folder)")
+    parser.add_argument("--bleu_tokenize", default="13a", help="sacreBLEU tokenisation: 13a (default), zh, intl, ...")
+    parser.add_argument(
+        "--copy_statistics",
+        action="store_true",
+        help="copied-word share, novel and repeated trigrams of the outputs and of the references",
+    )
+    parser.add_argument(
+        "--oov_statistics",
+        action="store_true",
+        help="share of the reference words outside the model's vocabulary that the outputs reproduce",
+    )
     add_generation_arguments(parser)
     args = parser.parse_args(argv)
     torch.manual_seed(args.seed)
@@ -63,13 +85,29 @@ def main(argv=None) -> dict:
     kwargs = generation_kwargs(args)
     kwargs.pop("num_return_sequences", None)
     sources, references = list(test[source_column]), list(test[target_column])
+    start = time.perf_counter()
     predictions = [
         outputs[0] for outputs in translate(model, tokenizer, sources, batch_size=args.batch_size, **kwargs)
     ]
+    seconds = time.perf_counter() - start
 
     metric_names = ("sacrebleu", "chrf", "exact_match") + (("rouge",) if args.summary_column else ())
-    metrics = compute_generation_metrics(predictions, references, metrics=metric_names)
+    bleu = {"tokenize": args.bleu_tokenize}
+    metrics = compute_generation_metrics(
+        predictions, references, metrics=metric_names, metric_kwargs={"sacrebleu": bleu}
+    )
+    lowercase = compute_generation_metrics(
+        predictions, references, metrics=("sacrebleu",), metric_kwargs={"sacrebleu": bleu | {"lowercase": True}}
+    )
+    metrics["bleu_lowercase"] = lowercase["bleu"]
+    if args.copy_statistics:
+        metrics |= copy_and_repetition_statistics(sources, predictions)
+        metrics |= {f"reference_{k}": v for k, v in copy_and_repetition_statistics(sources, references).items()}
+    if args.oov_statistics:
+        metrics |= oov_reproduction(sources, predictions, references, tokenizer.get_vocab())
     metrics["samples"] = len(predictions)
+    metrics["decoding_seconds"] = round(seconds, 2)
+    metrics["sentences_per_second"] = round(len(predictions) / seconds, 2)
     output_dir = Path(args.output_dir or args.model)
     output_dir.mkdir(parents=True, exist_ok=True)
     (output_dir / "metrics.json").write_text(json.dumps(metrics, indent=2) + "\n")

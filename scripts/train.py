@@ -148,6 +148,12 @@ class DataArguments:
     )
     tokenizer_min_frequency: int = field(default=1, metadata={"help": "Rarer tokens are left out (read as <unk>)."})
     lowercase: bool = field(default=False, metadata={"help": "Lowercase the text before tokenising."})
+    tokenizer_split_cjk: bool = field(
+        default=False, metadata={"help": "Every Chinese/Japanese character is a token (character-level Chinese)."}
+    )
+    bleu_tokenize: str = field(
+        default="13a", metadata={"help": "sacreBLEU tokenisation of the BLEU scores: 13a, or zh for Chinese, ..."}
+    )
     pretrained_embeddings: str | None = field(
         default=None, metadata={"help": "GloVe/word2vec text file: fill the embeddings of the words it has."}
     )
@@ -218,12 +224,13 @@ def limit(dataset, count):
 
 
 def build_model(model_args, data_args, tokenizer):
+    given = {name: getattr(model_args, name) for name in CONFIG_FIELDS if getattr(model_args, name) is not None}
     if model_args.model_name_or_path:
-        return AutoModelForSeq2SeqLM.from_pretrained(model_args.model_name_or_path)
+        # Fields given on the command line change the saved model's config: e.g. `--use_coverage true` continues a
+        # pointer-generator with coverage (See et al. 2017's final phase); the coverage weights start new.
+        return AutoModelForSeq2SeqLM.from_pretrained(model_args.model_name_or_path, **given)
     overrides = dict(TASK_MODEL_DEFAULTS.get(data_args.task, {}))
-    overrides.update(
-        {name: getattr(model_args, name) for name in CONFIG_FIELDS if getattr(model_args, name) is not None}
-    )
+    overrides.update(given)
     special_ids = dict(
         pad_token_id=tokenizer.pad_token_id,
         bos_token_id=tokenizer.bos_token_id,
@@ -261,7 +268,8 @@ def plot_training_curve(log_history, path):
             axis.plot(*zip(*points, strict=True), marker="o" if label.startswith("validation") else None, label=label)
     axis.set_xlabel("step")
     axis.set_ylabel("loss")
-    axis.legend()
+    if train or evaluation:
+        axis.legend()
     figure.tight_layout()
     figure.savefig(path)
     plt.close(figure)
@@ -303,6 +311,7 @@ def main(argv=None):
                     vocab_size=data_args.tokenizer_vocab_size,
                     min_frequency=data_args.tokenizer_min_frequency,
                     lowercase=data_args.lowercase,
+                    split_cjk=data_args.tokenizer_split_cjk,
                 )
                 if training_args.world_size > 1:
                     tokenizer.save_pretrained(training_args.output_dir)
@@ -360,7 +369,8 @@ def main(argv=None):
         predictions = decode(prediction.predictions, split)
         references = list(datasets[split][target_column])
         metrics = ("sacrebleu", "chrf", "exact_match") + (("rouge",) if data_args.summary_column else ())
-        return compute_generation_metrics(predictions, references, metrics=metrics)
+        options = {"sacrebleu": {"tokenize": data_args.bleu_tokenize}}
+        return compute_generation_metrics(predictions, references, metrics=metrics, metric_kwargs=options)
 
     def model_inputs(split):
         """The split without its text columns (and `source_oovs`): what the collator and the model take."""

@@ -1,0 +1,643 @@
+"""Recipes on real corpora: train, evaluate on the validation split, draw attention, write model cards.
+
+The corpora are the JSON Lines folders of `../shared/data` (or any folder with the same layout: `<name>/train.jsonl`
+and `<name>/validation.jsonl`); nothing is downloaded and nothing of the data is copied into the repository.
+
+    python scripts/recipes/recipes.py list                                   # every recipe and run, with its budget
+    python scripts/recipes/recipes.py run multi30k --data_dir ../shared/data # one recipe (or run names, or "all")
+    python scripts/recipes/recipes.py run all --data_dir ../shared/data &    # two workers share the queue: each
+    python scripts/recipes/recipes.py run all --data_dir ../shared/data &    #   claims a run before starting it
+    python scripts/recipes/recipes.py report                                 # model_cards/*.md and the results table
+    python scripts/recipes/recipes.py run multi30k --data_dir D --dry_run    # print the commands only
+
+Each run is `scripts/train.py` with the run's arguments, then `scripts/evaluate_model.py` on the validation file
+(beam search, sacreBLEU cased and lowercased, chrF, ROUGE, copy/repetition/OOV statistics as the recipe asks), then
+`scripts/translate.py --plot_attention` on one validation sentence. Everything lands in `--output_root/<run>/`
+(default `runs/recipes`): the model, `validation/metrics.json`, `validation/predictions.jsonl`, `attention.png`.
+A finished run (its `validation/metrics.json` exists) is skipped unless `--force`.
+
+Every run uses one thread (`OMP_NUM_THREADS=1`): on a 2-core machine two workers side by side train more per hour
+than one run on two threads.
+"""
+
+import argparse
+import json
+import math
+import os
+import shutil
+import statistics
+import subprocess
+import sys
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+
+SCRIPTS = Path(__file__).resolve().parent.parent
+REPO = SCRIPTS.parent
+
+# ---------------------------------------------------------------------------------------------------------------------
+# The corpora: folder, layout arguments, licence and citation (from each folder's README).
+# ---------------------------------------------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class Corpus:
+    folder: str
+    columns: tuple[str, ...]  # train.py / evaluate_model.py arguments naming the source and target
+    title: str
+    licence: str
+
+
+CORPORA = {
+    "multi30k_de_en": Corpus(
+        "multi30k",
+        ("--source_lang", "de", "--target_lang", "en"),
+        "Multi30k (Elliott et al. 2016), German → English image captions: 29 000 training and 1 014 validation pairs",
+        "no licence file; the data is provided for non-commercial research and educational use (Flickr Terms of "
+        "Use for the underlying images)",
+    ),
+    "tatoeba_en_zh": Corpus(
+        "tatoeba_cmn_eng",
+        ("--source_lang", "en", "--target_lang", "zh"),
+        "Tatoeba English → Mandarin Chinese (via manythings.org/anki): 27 155 training and 1 000 validation pairs",
+        "CC-BY 2.0 (France); attribution per pair: tatoeba.org contributors and manythings.org/anki",
+    ),
+    "scitldr": Corpus(
+        "scitldr_abstract",
+        ("--text_column", "source", "--summary_column", "target"),
+        "SciTLDR (Cachola et al. 2020), paper abstract → one-sentence TL;DR: 1 992 training and 619 validation pairs",
+        "Apache-2.0 (allenai/scitldr)",
+    ),
+    "cnn_dailymail": Corpus(
+        "cnn_dailymail_sample",
+        ("--text_column", "source", "--summary_column", "target"),
+        "a 700-article sample of CNN/DailyMail (Hermann et al. 2015; See et al. 2017), news article → highlights: "
+        "700 training and 100 validation pairs",
+        "Apache-2.0 for the dataset; the articles remain the copyright of CNN and the Daily Mail: research use only",
+    ),
+}
+
+# ---------------------------------------------------------------------------------------------------------------------
+# The runs. Model sizes: a bidirectional 1-layer LSTM encoder (2 × 128) and a 1-layer LSTM decoder (256) with
+# embeddings of 256 and tied output weights: 3–4 M parameters, about 1 training step per second with batches of 64
+# on one CPU thread, so that each recipe fits in well under an hour of a 2-core machine.
+# ---------------------------------------------------------------------------------------------------------------------
+
+TRANSLATION_MODEL = [
+    "--embedding_size", "256", "--hidden_size", "256", "--encoder_layers", "1", "--decoder_layers", "1",
+    "--dropout", "0.3", "--tie_word_embeddings", "true", "--learning_rate", "1e-3", "--per_device_train_batch_size",
+    "64", "--logging_steps", "50",
+]  # fmt: skip
+MULTI30K_MODEL = ["--tokenizer_kind", "bpe", "--tokenizer_vocab_size", "6000", *TRANSLATION_MODEL]
+# The ablation's budget: 700 steps of 64 pairs (1.5 epochs), no selection on the validation split during training.
+ABLATION_BUDGET = [
+    "--max_steps", "700", "--eval_strategy", "no", "--save_strategy", "no", "--load_best_model_at_end", "false",
+    "--max_eval_samples", "100",
+]  # fmt: skip
+SUMMARY_MODEL = [
+    "--tokenizer_kind", "word", "--tokenizer_vocab_size", "8000", "--lowercase", "true", "--embedding_size", "128",
+    "--hidden_size", "256", "--encoder_layers", "1", "--decoder_layers", "1", "--dropout", "0.3",
+    "--attention_type", "additive", "--learning_rate", "1e-3", "--per_device_train_batch_size", "32",
+    "--logging_steps", "10", "--eval_strategy", "no", "--save_strategy", "no", "--load_best_model_at_end", "false",
+    "--max_eval_samples", "50",
+]  # fmt: skip
+POINTER = ["--use_copy", "true", "--copy_extended_vocab", "true"]
+# See et al. 2017: coverage is switched on for a short final phase of a trained pointer-generator (their 3 000
+# iterations after 230 000); here 2 epochs at half the learning rate, the coverage vector's weight starting at zero.
+COVERAGE_PHASE = ["--use_coverage", "true", "--coverage_loss_weight", "1.0", "--learning_rate", "5e-4"]
+
+
+@dataclass
+class Run:
+    name: str
+    corpus: str
+    train: list[str]
+    evaluate: list[str] = field(default_factory=lambda: ["--num_beams", "5"])
+    group: str = ""
+    init_from: str | None = None  # continue this run's model (its tokenizer too)
+    prepare: Callable[["Run", Path, Path], list[str]] | None = None  # extra train.py arguments made before training
+    card: str | None = None  # model card file name (model_cards/<card>.md), for the recipes' headline models
+    summary: str = ""
+
+
+def word2vec_embeddings(run: "Run", data_dir: Path, output_dir: Path) -> list[str]:
+    """Pretrained embeddings for the ablation, made locally: the run's BPE tokenizer is trained first (the same one
+    every other row trains, deterministically), then gensim's word2vec (skip-gram, 256 dimensions) on the training
+    split in those tokens. The vectors file and tokenizer go to the run's folder."""
+    from gensim.models import Word2Vec
+
+    sys.path.insert(0, str(REPO))
+    from hf_rnn_seq2seq.tasks_rnn_seq2seq import load_text_pairs
+    from hf_rnn_seq2seq.tokenization_rnn_seq2seq import train_tokenizer
+
+    corpus = CORPORA[run.corpus]
+    language = dict(zip(corpus.columns[::2], corpus.columns[1::2], strict=True))
+    raw, source, target = load_text_pairs(
+        data_files={"train": str(data_dir / corpus.folder / "train.jsonl")},
+        source_lang=language["--source_lang"],
+        target_lang=language["--target_lang"],
+    )
+    texts = [text for column in (source, target) for text in raw["train"][column]]
+    tokenizer = train_tokenizer(texts, kind="bpe", vocab_size=6000)
+    tokenizer_dir = output_dir / "tokenizer"
+    tokenizer.save_pretrained(tokenizer_dir)
+    sentences = [tokenizer.tokenize(text) for text in texts]
+    vectors = Word2Vec(sentences, vector_size=256, window=5, min_count=1, sg=1, epochs=10, workers=1, seed=1).wv
+    path = output_dir / "word2vec-256.txt"
+    vectors.save_word2vec_format(str(path), binary=False)
+    return ["--tokenizer_name", str(tokenizer_dir), "--pretrained_embeddings", str(path)]
+
+
+def _runs() -> list[Run]:
+    runs = [
+        Run(
+            "multi30k-de-en",
+            "multi30k_de_en",
+            [*MULTI30K_MODEL, "--attention_type", "additive", "--num_train_epochs", "8", "--seed", "1"],
+            group="multi30k",
+            card="multi30k-de-en",
+            summary="bidirectional LSTM + additive (Bahdanau) attention + input feeding, 8 epochs, best epoch by BLEU",
+        )
+    ]
+    ablation = [  # (name, arguments, seeds)
+        ("none", ["--attention_type", "none", "--input_feeding", "false"], (1, 2)),
+        ("dot", ["--attention_type", "dot"], (1, 2)),
+        ("general", ["--attention_type", "general"], (1, 2)),
+        ("additive", ["--attention_type", "additive"], (1, 2)),
+        ("additive-unidirectional", ["--attention_type", "additive", "--bidirectional_encoder", "false"], (1,)),
+        ("additive-no-input-feeding", ["--attention_type", "additive", "--input_feeding", "false"], (1,)),
+        ("additive-word2vec", ["--attention_type", "additive"], (1,)),
+    ]
+    second_seeds = []  # queued after every other recipe: each table gets its rows before any row its 2nd seed
+    for seed_position in (0, 1):
+        for name, arguments, seeds in ablation:
+            if seed_position < len(seeds):
+                seed = seeds[seed_position]
+                (runs if seed_position == 0 else second_seeds).append(
+                    Run(
+                        f"ablation-{name}-s{seed}",
+                        "multi30k_de_en",
+                        MULTI30K_MODEL + arguments + ABLATION_BUDGET + ["--seed", str(seed)],
+                        group="ablation",
+                        prepare=word2vec_embeddings if name.endswith("word2vec") else None,
+                        summary=name,
+                    )
+                )
+    runs.append(
+        Run(
+            "tatoeba-en-zh",
+            "tatoeba_en_zh",
+            # the same model, with its own vocabulary: English subwords and Chinese characters
+            [
+                *TRANSLATION_MODEL,
+                "--tokenizer_kind",
+                "bpe",
+                "--tokenizer_vocab_size",
+                "8000",
+                "--tokenizer_split_cjk",
+                "true",
+                "--attention_type",
+                "additive",
+                "--bleu_tokenize",
+                "zh",
+                "--num_train_epochs",
+                "5",
+                "--seed",
+                "1",
+            ],
+            evaluate=["--num_beams", "5", "--bleu_tokenize", "zh"],
+            group="tatoeba-en-zh",
+            card="tatoeba-en-zh",
+            summary="English subwords → Chinese characters, bidirectional LSTM + additive attention, 5 epochs",
+        )
+    )
+    for corpus, short, lengths, epochs in (
+        ("scitldr", "scitldr", ["--max_source_length", "256", "--max_target_length", "64"], "12"),
+        ("cnn_dailymail", "cnndm", ["--max_source_length", "400", "--max_target_length", "100"], "10"),
+    ):
+        evaluate = ["--num_beams", "4", "--copy_statistics", "--max_new_tokens", lengths[-1]]
+        common = SUMMARY_MODEL + lengths + ["--seed", "1"]
+        runs += [
+            Run(
+                f"{short}-attention",
+                corpus,
+                [*common, "--num_train_epochs", epochs],
+                evaluate,
+                group=short,
+                summary="attention only",
+            ),
+            Run(
+                f"{short}-pointer",
+                corpus,
+                common + POINTER + ["--num_train_epochs", epochs],
+                evaluate,
+                group=short,
+                summary="pointer-generator (extended vocabulary)",
+            ),
+            Run(
+                f"{short}-pointer-coverage",
+                corpus,
+                common + POINTER + COVERAGE_PHASE + ["--num_train_epochs", "2"],
+                evaluate,
+                group=short,
+                init_from=f"{short}-pointer",
+                card=f"{short}-pointer-coverage",
+                summary="pointer-generator, then 2 epochs with coverage",
+            ),
+        ]
+    oov_model = [*TRANSLATION_MODEL, "--tokenizer_kind", "word", "--tokenizer_vocab_size", "3000"]
+    for name, arguments in (("no-copy", []), ("copy", POINTER)):
+        runs.append(
+            Run(
+                f"oov-{name}",
+                "multi30k_de_en",
+                [*oov_model, "--attention_type", "additive", *arguments, *ABLATION_BUDGET, "--seed", "1"],
+                evaluate=["--num_beams", "5", "--oov_statistics"],
+                group="oov-copy",
+                summary=f"word vocabulary of 3 000 (shared de+en), {'extended-vocabulary copy' if arguments else 'no copy'}",
+            )
+        )
+    return runs + second_seeds
+
+
+RUNS = {run.name: run for run in _runs()}
+GROUPS = {run.group for run in RUNS.values()}
+
+# ---------------------------------------------------------------------------------------------------------------------
+# Running
+# ---------------------------------------------------------------------------------------------------------------------
+
+
+def select(names: list[str]) -> list[Run]:
+    chosen = []
+    for name in names:
+        if name == "all":
+            chosen += RUNS.values()
+        elif name in GROUPS:
+            chosen += [run for run in RUNS.values() if run.group == name]
+        elif name in RUNS:
+            chosen.append(RUNS[name])
+        else:
+            raise SystemExit(f"error: {name!r} is neither a recipe ({', '.join(sorted(GROUPS))}) nor a run (see list)")
+    return list({run.name: run for run in chosen}.values())
+
+
+def commands(run: Run, data_dir: Path, output_root: Path, extra: list[str]) -> list[list[str]]:
+    corpus = CORPORA[run.corpus]
+    folder = data_dir / corpus.folder
+    output = output_root / run.name
+    python = sys.executable
+    train = [python, str(SCRIPTS / "train.py"), *corpus.columns, "--train_file", str(folder / "train.jsonl")]
+    train += ["--validation_file", str(folder / "validation.jsonl"), *run.train, *extra, "--output_dir", str(output)]
+    if run.init_from:
+        train += ["--model_name_or_path", str(output_root / run.init_from)]
+    evaluate = [python, str(SCRIPTS / "evaluate_model.py"), str(output), *corpus.columns, *run.evaluate]
+    evaluate += ["--test_file", str(folder / "validation.jsonl"), "--output_dir", str(output / "validation")]
+    return [train, evaluate]
+
+
+def attention_example(run: Run, data_dir: Path) -> str:
+    """The shortest of the first 20 validation sources (a readable heatmap)."""
+    corpus = CORPORA[run.corpus]
+    with open(data_dir / corpus.folder / "validation.jsonl", encoding="utf-8") as f:
+        rows = [json.loads(line) for _, line in zip(range(20), f, strict=False)]
+    key = dict(zip(corpus.columns[::2], corpus.columns[1::2], strict=True))
+    if "--source_lang" in key:
+        sources = [row["translation"][key["--source_lang"]] for row in rows]
+    else:
+        sources = [row[key["--text_column"]] for row in rows]
+    return min(sources, key=len)
+
+
+def execute(
+    run: Run, data_dir: Path, output_root: Path, dry_run: bool, force: bool, evaluate_only: bool = False
+) -> None:
+    output = output_root / run.name
+    if evaluate_only and not (output / "config.json").is_file():
+        print(f"[{run.name}] has no trained model to evaluate; skipped")
+        return
+    if (output / "validation" / "metrics.json").is_file() and not force:
+        print(f"[{run.name}] done already (--force to run it again)")
+        return
+    output_root.mkdir(parents=True, exist_ok=True)
+    claim = output_root / f".{run.name}.claimed"
+    if not dry_run and not evaluate_only:
+        try:
+            claim.mkdir()  # atomic: two workers on one queue never take the same run
+        except FileExistsError:
+            if not force:
+                print(f"[{run.name}] claimed by another worker ({claim}); skipped")
+                return
+    if run.init_from and not (output_root / run.init_from / "validation" / "metrics.json").is_file() and not dry_run:
+        claim.rmdir()
+        print(f"[{run.name}] waits for {run.init_from}; skipped this time")
+        return
+    env = dict(os.environ, OMP_NUM_THREADS="1", TOKENIZERS_PARALLELISM="false", PYTHONUNBUFFERED="1")
+    extra = []
+    if run.prepare and not dry_run and not evaluate_only:
+        output.mkdir(parents=True, exist_ok=True)
+        extra = run.prepare(run, data_dir, output)
+    steps = commands(run, data_dir, output_root, extra)
+    steps.append(
+        [
+            sys.executable,
+            str(SCRIPTS / "translate.py"),
+            str(output),
+            attention_example(run, data_dir),
+            "--num_beams",
+            "5",
+            "--plot_attention",
+            str(output / "attention.png"),
+        ]
+    )
+    for step in steps[1:] if evaluate_only else steps:
+        print(f"[{run.name}] $ {' '.join(step)}", flush=True)
+        if dry_run:
+            continue
+        output.mkdir(parents=True, exist_ok=True)
+        start = time.perf_counter()
+        with open(output / "recipe.log", "a", encoding="utf-8") as log:
+            result = subprocess.run(step, env=env, stdout=log, stderr=subprocess.STDOUT, cwd=REPO)
+        if result.returncode:
+            raise SystemExit(f"[{run.name}] failed (exit {result.returncode}); see {output / 'recipe.log'}")
+        print(f"[{run.name}]   done in {time.perf_counter() - start:.0f} s", flush=True)
+    if not dry_run:
+        (output / "recipe.json").write_text(json.dumps({"run": run.name, "commands": steps}, indent=2) + "\n")
+
+
+# ---------------------------------------------------------------------------------------------------------------------
+# Reporting
+# ---------------------------------------------------------------------------------------------------------------------
+
+
+def collect(run: Run, output_root: Path) -> dict | None:
+    """The run's numbers: validation metrics, training time and speed, parameters; None if it has not finished."""
+    output = output_root / run.name
+    metrics_file = output / "validation" / "metrics.json"
+    if not metrics_file.is_file():
+        return None
+    metrics = json.loads(metrics_file.read_text())
+    results = json.loads((output / "all_results.json").read_text())
+    config = json.loads((output / "config.json").read_text())
+    state = json.loads((output / "trainer_state.json").read_text())
+    from transformers import AutoTokenizer
+
+    tokenizer = AutoTokenizer.from_pretrained(output)
+    with open(output / "recipe.json", encoding="utf-8") as f:
+        train_command = json.load(f)["commands"][0]
+    target_tokens = _mean_target_tokens(train_command, tokenizer)
+    return {
+        "metrics": metrics,
+        "train_runtime": results.get("train_runtime"),
+        "train_samples_per_second": results.get("train_samples_per_second"),
+        "target_tokens_per_second": (results.get("train_samples_per_second") or 0) * target_tokens,
+        "steps": state.get("global_step"),
+        "epochs": state.get("epoch"),
+        "parameters": _parameters(output),
+        "vocab_size": config["vocab_size"],
+        "config": config,
+        "command": train_command,
+    }
+
+
+def _parameters(output: Path) -> int:
+    """Parameters as saved (tied matrices once), read from the safetensors header without loading the model."""
+    from safetensors import safe_open
+
+    with safe_open(output / "model.safetensors", framework="pt") as f:
+        return sum(math.prod(f.get_slice(name).get_shape()) for name in f.keys())
+
+
+def _option(command: list[str], name: str, default: str | None = None) -> str | None:
+    return command[command.index(name) + 1] if name in command else default
+
+
+def _mean_target_tokens(command: list[str], tokenizer) -> float:
+    """Mean target length in tokens (with the end-of-sentence token, after truncation) of the training file."""
+    target_lang, column = _option(command, "--target_lang"), _option(command, "--summary_column")
+    limit = int(_option(command, "--max_target_length", "128"))
+    with open(_option(command, "--train_file"), encoding="utf-8") as f:
+        rows = [json.loads(line) for line in f if line.strip()]
+    targets = [row["translation"][target_lang] if target_lang else row[column] for row in rows]
+    lengths = [len(ids) for ids in tokenizer(text_target=targets, max_length=limit, truncation=True)["input_ids"]]
+    return sum(lengths) / len(lengths)
+
+
+HARDWARE = "one thread of a 2-vCPU x86-64 cloud machine (torch 2.13 CPU build)"
+
+
+def _f(value, digits: int = 1, scale: float = 1.0) -> str:
+    return "–" if value is None else f"{value * scale:.{digits}f}"
+
+
+def _seeds(values: list[float], digits: int = 1) -> str:
+    """Mean over seeds, with each seed's value when there are several."""
+    if len(values) == 1:
+        return f"{values[0]:.{digits}f}"
+    return f"{statistics.mean(values):.{digits}f} ({' / '.join(f'{v:.{digits}f}' for v in values)})"
+
+
+def _time(seconds: float | None) -> str:
+    return "–" if seconds is None else f"{seconds / 60:.0f} min"
+
+
+def write_card(run: Run, result: dict, output_root: Path, cards_dir: Path) -> Path:
+    """model_cards/<card>.md: the package's model card plus data, results on the validation split, samples and the
+    attention heatmap (copied to model_cards/images/)."""
+    sys.path.insert(0, str(REPO))
+    from transformers import AutoModelForSeq2SeqLM
+
+    import hf_rnn_seq2seq  # noqa: F401
+    from hf_rnn_seq2seq.modelcard_rnn_seq2seq import build_model_card
+
+    output = output_root / run.name
+    corpus = CORPORA[run.corpus]
+    model = AutoModelForSeq2SeqLM.from_pretrained(output)
+    images = cards_dir / "images"
+    images.mkdir(parents=True, exist_ok=True)
+    if (output / "attention.png").is_file():
+        shutil.copy2(output / "attention.png", images / f"{run.card}.png")
+    with open(output / "validation" / "predictions.jsonl", encoding="utf-8") as f:
+        samples = [json.loads(line) for _, line in zip(range(5), f, strict=False)]
+    metrics = result["metrics"]
+    reported = {f"validation_{k}": v for k, v in metrics.items() if k not in ("samples", "decoding_seconds")}
+    command = ["python", "scripts/recipes/recipes.py", "run", run.name, "--data_dir", "<data>"]
+
+    def cell(text: str) -> str:
+        return text.replace("|", "\\|").replace("\n", " ")[:300]
+
+    sample_rows = "\n".join(
+        f"| {cell(s['source'])} | {cell(s['prediction'])} | {cell(s['reference'])} |" for s in samples
+    )
+    sections = {
+        "Data": f"{corpus.title}. Licence: {corpus.licence}. Scores are on the validation split (the held-out test "
+        "splits are not distributed with the data this was trained on); `scripts/evaluate_model.py` scores any "
+        "JSON Lines file of the same layout.",
+        "Training": f"{_f(result['epochs'])} epochs ({result['steps']} steps), {_time(result['train_runtime'])} "
+        f"of training on {HARDWARE}: {result['target_tokens_per_second']:.0f} target tokens/s. Decoding the "
+        f"validation split: {metrics.get('sentences_per_second', 0):.1f} sentences/s "
+        f"({' '.join(run.evaluate)}). Reproduce with `{' '.join(command)}` (which runs `scripts/train.py` with the "
+        f"arguments below, then `scripts/evaluate_model.py` on the validation file).\n\n```bash\npython "
+        f"scripts/train.py {' '.join(result['command'][2:])}\n```",
+        "Sample outputs (validation)": "| source | output | reference |\n|---|---|---|\n" + sample_rows,
+        "Attention": f"![attention of one validation sentence](images/{run.card}.png)",
+    }
+    card = build_model_card(
+        model,
+        model_name=run.card,
+        languages=None,
+        datasets=[corpus.folder],
+        metrics=reported,
+        training_summary=run.summary + ".",
+        sections=sections,
+        license="other" if run.corpus == "multi30k_de_en" else "apache-2.0",
+    )
+    path = cards_dir / f"{run.card}.md"
+    card.save(path)
+    return path
+
+
+def report(output_root: Path, cards_dir: Path) -> str:
+    results = {name: collect(run, output_root) for name, run in RUNS.items()}
+    missing = [name for name, result in results.items() if result is None]
+    lines = [
+        "# Results of the recipes",
+        "",
+        "Every number is measured on the **validation** split of the corpus, by `scripts/recipes/recipes.py` "
+        f"(`report` writes this file). Training on {HARDWARE}; decoding with beam search (5 for translation, 4 for "
+        "summaries). BLEU is sacreBLEU (13a; `zh` for Chinese), cased and lowercased; chrF is sacreBLEU's chrF; "
+        "ROUGE F-measures in %.",
+        "",
+    ]
+    headline = [run for run in RUNS.values() if run.card and results[run.name]]
+    if headline:
+        lines += [
+            "## Models",
+            "",
+            "| model card | data | parameters | BLEU | BLEU (lowercased) | chrF | ROUGE-1 / 2 / L | training | "
+            "tgt tokens/s |",
+            "|---|---|---:|---:|---:|---:|---|---:|---:|",
+        ]
+        for run in headline:
+            r = results[run.name]
+            m = r["metrics"]
+            rouge = (
+                f"{_f(m.get('rouge1'), 1, 100)} / {_f(m.get('rouge2'), 1, 100)} / {_f(m.get('rougeL'), 1, 100)}"
+                if "rouge1" in m
+                else "–"
+            )
+            lines.append(
+                f"| [{run.card}]({run.card}.md) | {CORPORA[run.corpus].folder} | {r['parameters'] / 1e6:.1f} M | "
+                f"{_f(m['bleu'])} | {_f(m['bleu_lowercase'])} | {_f(m['chrf'])} | {rouge} | "
+                f"{_time(r['train_runtime'])} | {r['target_tokens_per_second']:.0f} |"
+            )
+        lines.append("")
+    rows: dict[str, list[dict]] = {}
+    for run in RUNS.values():
+        if run.group == "ablation" and results[run.name]:
+            rows.setdefault(run.summary, []).append(results[run.name])
+    if rows:
+        lines += [
+            "## Ablation (Multi30k de→en, 700 steps of 64 pairs each, same model sizes)",
+            "",
+            "Mean over seeds, each seed in brackets.",
+            "",
+            "| variant | seeds | parameters | BLEU | BLEU (lowercased) | chrF |",
+            "|---|---:|---:|---:|---:|---:|",
+        ]
+        for summary, found in rows.items():
+            lines.append(
+                f"| {summary} | {len(found)} | {found[0]['parameters'] / 1e6:.2f} M | "
+                f"{_seeds([r['metrics']['bleu'] for r in found])} | "
+                f"{_seeds([r['metrics']['bleu_lowercase'] for r in found])} | "
+                f"{_seeds([r['metrics']['chrf'] for r in found])} |"
+            )
+        lines.append("")
+    summaries = [run for run in RUNS.values() if run.group in ("scitldr", "cnndm") and results[run.name]]
+    if summaries:
+        lines += [
+            "## Summarisation: attention, pointer-generator, pointer-generator + coverage",
+            "",
+            "Copied: share of the summary's words found in its source. Novel: share of its trigrams not in the "
+            "source. Repeated: share of its trigrams that repeat an earlier trigram of the same summary (See et al. "
+            "2017, Figure 4); the references' rates are in the last column.",
+            "",
+            "| data | variant | ROUGE-1 | ROUGE-2 | ROUGE-L | copied | novel | repeated | references: copied / "
+            "novel / repeated |",
+            "|---|---|---:|---:|---:|---:|---:|---:|---|",
+        ]
+        for run in summaries:
+            m = results[run.name]["metrics"]
+            lines.append(
+                f"| {CORPORA[run.corpus].folder} | {run.summary} | {_f(m['rouge1'], 1, 100)} | "
+                f"{_f(m['rouge2'], 1, 100)} | {_f(m['rougeL'], 1, 100)} | {_f(m['copied_word_share'], 1, 100)} % | "
+                f"{_f(m['novel_ngram_share'], 1, 100)} % | {_f(m['repeated_ngram_rate'], 1, 100)} % | "
+                f"{_f(m['reference_copied_word_share'], 1, 100)} / {_f(m['reference_novel_ngram_share'], 1, 100)} / "
+                f"{_f(m['reference_repeated_ngram_rate'], 1, 100)} % |"
+            )
+        lines.append("")
+    oov = [run for run in RUNS.values() if run.group == "oov-copy" and results[run.name]]
+    if oov:
+        lines += [
+            "## Copying out-of-vocabulary words (Multi30k de→en, word-level vocabulary capped at 3 000)",
+            "",
+            "Reference words outside the vocabulary, and the share of them the outputs reproduce; copyable: those "
+            "that also occur in the German source (names, numbers, some shared words).",
+            "",
+            "| variant | BLEU | chrF | reference OOV words | reproduced | copyable OOV words | reproduced |",
+            "|---|---:|---:|---:|---:|---:|---:|",
+        ]
+        for run in oov:
+            m = results[run.name]["metrics"]
+            lines.append(
+                f"| {run.summary} | {_f(m['bleu'])} | {_f(m['chrf'])} | {m['reference_oov_words']:.0f} | "
+                f"{_f(m['oov_reproduced'], 1, 100)} % | {m['copyable_oov_words']:.0f} | "
+                f"{_f(m['copyable_oov_reproduced'], 1, 100)} % |"
+            )
+        lines.append("")
+    if missing:
+        lines += ["Not run yet: " + ", ".join(f"`{name}`" for name in missing) + ".", ""]
+    cards_dir.mkdir(parents=True, exist_ok=True)
+    for run in headline:
+        write_card(run, results[run.name], output_root, cards_dir)
+    text = "\n".join(lines)
+    (cards_dir / "README.md").write_text(text + "\n", encoding="utf-8")
+    return text
+
+
+def main(argv: list[str] | None = None) -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    commands_ = parser.add_subparsers(dest="command", required=True)
+    commands_.add_parser("list", help="the recipes and their runs")
+    run_parser = commands_.add_parser("run", help="train and evaluate runs")
+    run_parser.add_argument("names", nargs="+", help="recipes (groups), run names, or all")
+    run_parser.add_argument("--data_dir", type=Path, required=True, help="the folder holding multi30k/, ... ")
+    run_parser.add_argument("--output_root", type=Path, default=REPO / "runs" / "recipes")
+    run_parser.add_argument("--dry_run", action="store_true", help="print the commands only")
+    run_parser.add_argument("--force", action="store_true", help="run again what is done or claimed")
+    run_parser.add_argument(
+        "--evaluate_only", action="store_true", help="evaluate and plot trained runs again (decoding changed)"
+    )
+    report_parser = commands_.add_parser("report", help="model cards and the results table from finished runs")
+    report_parser.add_argument("--output_root", type=Path, default=REPO / "runs" / "recipes")
+    report_parser.add_argument("--cards_dir", type=Path, default=REPO / "model_cards")
+    args = parser.parse_args(argv)
+    if args.command == "list":
+        for group in dict.fromkeys(run.group for run in RUNS.values()):
+            print(group)
+            for run in (run for run in RUNS.values() if run.group == group):
+                print(f"  {run.name:<38} {run.summary}")
+    elif args.command == "run":
+        args.data_dir, args.output_root = args.data_dir.resolve(), args.output_root.resolve()
+        for corpus in {CORPORA[run.corpus].folder for run in select(args.names)}:
+            if not (args.data_dir / corpus / "train.jsonl").is_file():
+                raise SystemExit(f"error: {args.data_dir / corpus / 'train.jsonl'} not found (--data_dir)")
+        for run in select(args.names):
+            execute(run, args.data_dir, args.output_root, args.dry_run, args.force, args.evaluate_only)
+    else:
+        print(report(args.output_root, args.cards_dir))
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,164 @@
+"""The real-data recipes' machinery, on generated data: the text statistics (copy share, repeated trigrams, OOV
+words reproduced), character-level CJK in a shared vocabulary, the evaluation flags, and one recipe end to end
+(train → evaluate → attention plot → model card and results table)."""
+
+import json
+import runpy
+import sys
+from pathlib import Path
+
+import pytest
+from huggingface_hub import ModelCard
+
+from hf_rnn_seq2seq.metrics_rnn_seq2seq import copy_and_repetition_statistics, oov_reproduction, words
+from hf_rnn_seq2seq.tokenization_rnn_seq2seq import TOKENIZER_KINDS, train_tokenizer
+
+SCRIPTS = Path(__file__).resolve().parent.parent / "scripts"
+
+
+def test_words_split_like_the_word_tokenizer():
+    assert words("Zorbu's cat, 3 mats!") == ["Zorbu", "'", "s", "cat", ",", "3", "mats", "!"]
+    tokenizer = train_tokenizer(["Zorbu's cat, 3 mats!"], kind="word")
+    assert tokenizer.tokenize("Zorbu's cat, 3 mats!") == words("Zorbu's cat, 3 mats!")
+
+
+def test_copy_and_repetition_statistics():
+    sources = ["the cat sat on the mat", "a b c d"]
+    # summary 1: 6 words all in the source; trigrams (the cat the) (cat the cat) twice each → 2 of 4 repeated, all
+    # novel. Summary 2: "a b c" is a source trigram, "x" is not a source word.
+    stats = copy_and_repetition_statistics(sources, ["the cat the cat the cat", "a b c x"])
+    assert stats["copied_word_share"] == pytest.approx(9 / 10)
+    assert stats["repeated_ngram_rate"] == pytest.approx(2 / 6)
+    assert stats["novel_ngram_share"] == pytest.approx(5 / 6)
+    # A verbatim copy: every word copied, no novel or repeated trigram; case does not matter.
+    assert copy_and_repetition_statistics(["The Cat sat on it"], ["the cat sat on it"]) == {
+        "copied_word_share": 1.0,
+        "novel_ngram_share": 0.0,
+        "repeated_ngram_rate": 0.0,
+    }
+    assert copy_and_repetition_statistics(["a b"], ["a b"], n=1)["repeated_ngram_rate"] == 0.0
+    with pytest.raises(ValueError, match="n must be"):
+        copy_and_repetition_statistics(["a"], ["a"], n=0)
+    with pytest.raises(ValueError, match="2 predictions but 1"):
+        copy_and_repetition_statistics(["a"], ["a", "b"])
+
+
+def test_oov_reproduction_clips_counts_and_separates_copyable_words():
+    vocabulary = {"drinks", "tea", "with", "."}
+    stats = oov_reproduction(
+        sources=["Zorbu trinkt Tee mit Mira", "Zorbu Zorbu"],
+        predictions=["Zorbu drinks tea with <unk> .", "Zorbu"],
+        references=["Zorbu drinks tea with Mira .", "Zorbu and Zorbu"],
+        vocabulary=vocabulary,
+    )
+    # OOV reference words: Zorbu, Mira | Zorbu ×2, and → 5; reproduced: Zorbu | Zorbu ×1 → 2. Copyable (in the
+    # source): Zorbu, Mira, Zorbu ×2 → 4, of which 2 reproduced.
+    assert stats == {
+        "reference_oov_words": 5.0,
+        "oov_reproduced": pytest.approx(2 / 5),
+        "copyable_oov_words": 4.0,
+        "copyable_oov_reproduced": pytest.approx(2 / 4),
+    }
+    empty = oov_reproduction(["a"], ["tea"], ["tea"], vocabulary)
+    assert empty["reference_oov_words"] == 0 and empty["oov_reproduced"] == 0.0
+    with pytest.raises(ValueError, match="sources"):
+        oov_reproduction(["a", "b"], ["a"], ["a"], vocabulary)
+
+
+@pytest.mark.parametrize("kind", TOKENIZER_KINDS)
+def test_split_cjk_makes_every_chinese_character_a_token(kind):
+    texts = ["I love you.", "我爱你。", "Do you like tea?", "你喜欢茶吗？", "Hello, Tom!", "你好，汤姆！"] * 5
+    tokenizer = train_tokenizer(texts, kind=kind, vocab_size=80, split_cjk=True)
+    tokens = [token.lstrip("▁") for token in tokenizer.tokenize("你喜欢汤姆吗？") if token != "▁"]
+    assert tokens == list("你喜欢汤姆吗？")  # full-width punctuation kept (NFC, not NFKC)
+    assert tokenizer.unk_token_id not in tokenizer("你喜欢汤姆吗？")["input_ids"]
+    decoded = tokenizer.decode(tokenizer("你喜欢汤姆吗？")["input_ids"], skip_special_tokens=True)
+    assert decoded.replace(" ", "") == "你喜欢汤姆吗？"
+    if kind != "word":  # subword and character decoders join Chinese characters without spaces
+        assert decoded == "你喜欢汤姆吗？"
+    # Without split_cjk, a subword vocabulary this small cannot hold the sentence as one piece either way, but the
+    # NFKC normalisation turns the full-width question mark into ASCII.
+    plain = train_tokenizer(texts, kind=kind, vocab_size=80)
+    assert "？" not in "".join(plain.tokenize("你喜欢汤姆吗？"))
+
+
+def test_evaluate_model_statistics_flags(tmp_path, monkeypatch):
+    """evaluate_model.py with --copy_statistics, --oov_statistics and --bleu_tokenize zh on a tiny trained model."""
+    rows = [{"source": f"the {w} sat on the {v} mat", "target": f"{w} {v}"} for w in "cat dog" for v in "ab"]
+    data = tmp_path / "data.jsonl"
+    data.write_text("\n".join(json.dumps(row) for row in rows) + "\n")
+    sys.path.insert(0, str(SCRIPTS))
+    try:
+        train = runpy.run_path(str(SCRIPTS / "train.py"), run_name="not_main")["main"]
+        evaluate = runpy.run_path(str(SCRIPTS / "evaluate_model.py"), run_name="not_main")["main"]
+    finally:
+        sys.path.remove(str(SCRIPTS))
+    model = tmp_path / "model"
+    train(["--train_file", str(data), "--text_column", "source", "--summary_column", "target", "--output_dir",
+           str(model), "--embedding_size", "16", "--hidden_size", "32", "--max_steps", "2", "--disable_tqdm", "true",
+           "--eval_strategy", "no", "--save_strategy", "no", "--load_best_model_at_end", "false"])  # fmt: skip
+    metrics = evaluate([str(model), "--test_file", str(data), "--text_column", "source", "--summary_column", "target",
+                        "--copy_statistics", "--oov_statistics", "--bleu_tokenize", "zh", "--output_dir",
+                        str(tmp_path / "eval"), "--max_new_tokens", "4"])  # fmt: skip
+    for key in ("bleu", "bleu_lowercase", "chrf", "rouge1", "copied_word_share", "repeated_ngram_rate",
+                "reference_copied_word_share", "oov_reproduced", "sentences_per_second"):  # fmt: skip
+        assert key in metrics, key
+    assert metrics["reference_copied_word_share"] == 1.0 and metrics["reference_repeated_ngram_rate"] == 0.0
+    assert json.loads((tmp_path / "eval" / "metrics.json").read_text()) == metrics
+
+
+@pytest.mark.slow
+def test_a_recipe_runs_end_to_end_and_reports(tmp_path, monkeypatch, capsys):
+    """A one-run recipe on a generated corpus in the shared-data layout: train, evaluate on validation, plot the
+    attention, then `report` writes the model card (with its image) and the results table."""
+    pytest.importorskip("matplotlib")
+    recipes = runpy.run_path(str(SCRIPTS / "recipes" / "recipes.py"), run_name="not_main")
+    corpus_dir = tmp_path / "data" / "tiny"
+    corpus_dir.mkdir(parents=True)
+    digits = "zero one two three four five".split()
+    rows = [{"translation": {"de": f"{a} {b}", "en": f"{b} {a}"}} for a in digits for b in digits]
+    for split in ("train", "validation"):
+        (corpus_dir / f"{split}.jsonl").write_text("\n".join(json.dumps(row) for row in rows) + "\n")
+    Corpus, Run = recipes["Corpus"], recipes["Run"]
+    main = recipes["main"]
+    main.__globals__["CORPORA"]["tiny"] = Corpus(
+        "tiny", ("--source_lang", "de", "--target_lang", "en"), "tiny", "none"
+    )
+    run = Run(
+        "tiny-run",
+        "tiny",
+        [
+            "--embedding_size",
+            "16",
+            "--hidden_size",
+            "32",
+            "--encoder_layers",
+            "1",
+            "--decoder_layers",
+            "1",
+            "--attention_type",
+            "additive",
+            "--num_train_epochs",
+            "1",
+            "--disable_tqdm",
+            "true",
+        ],
+        group="tiny",
+        card="tiny-card",
+        summary="a tiny reversal model",
+    )
+    monkeypatch.setitem(main.__globals__, "RUNS", {run.name: run})
+    monkeypatch.setitem(main.__globals__, "GROUPS", {"tiny"})
+    output, cards = tmp_path / "runs", tmp_path / "cards"
+    main(["run", "tiny", "--data_dir", str(tmp_path / "data"), "--output_root", str(output)])
+    metrics = json.loads((output / "tiny-run" / "validation" / "metrics.json").read_text())
+    assert {"bleu", "bleu_lowercase", "chrf"} <= set(metrics)
+    assert (output / "tiny-run" / "attention.png").stat().st_size > 0
+    main(["run", "tiny", "--data_dir", str(tmp_path / "data"), "--output_root", str(output)])  # done: skipped
+    assert "done already" in capsys.readouterr().out
+    main(["report", "--output_root", str(output), "--cards_dir", str(cards)])
+    table = (cards / "README.md").read_text()
+    assert "[tiny-card](tiny-card.md)" in table and f"{metrics['bleu']:.1f}" in table
+    card = ModelCard.load(cards / "tiny-card.md")
+    assert "images/tiny-card.png" in card.text and "## Sample outputs" in card.text
+    assert (cards / "images" / "tiny-card.png").is_file()
