@@ -41,11 +41,14 @@ def add_generation_arguments(parser: argparse.ArgumentParser) -> None:
     group.add_argument("--top_p", type=float, default=None)
     group.add_argument("--seed", type=int, default=0, help="random seed (sampling)")
     group.add_argument("--batch_size", type=int, default=32, help="sentences per generate() call")
+    group.add_argument(
+        "--max_source_length", type=int, default=None, help="truncate sources to this many tokens (as in training)"
+    )
 
 
 def generation_kwargs(args: argparse.Namespace) -> dict:
     names = ("num_beams", "num_return_sequences", "max_new_tokens", "length_penalty", "coverage_penalty",
-             "no_repeat_ngram_size", "temperature", "top_k", "top_p")  # fmt: skip
+             "no_repeat_ngram_size", "temperature", "top_k", "top_p", "max_source_length")  # fmt: skip
     kwargs = {name: getattr(args, name) for name in names if getattr(args, name) is not None}
     if args.do_sample:
         kwargs["do_sample"] = True
@@ -110,7 +113,7 @@ def main(argv=None) -> None:
     if args.plot_attention:
         from hf_rnn_seq2seq.plotting_rnn_seq2seq import attention_from_generate, plot_attention_grid
 
-        single = {k: v for k, v in kwargs.items() if k != "num_return_sequences"}
+        single = {k: v for k, v in kwargs.items() if k not in ("num_return_sequences", "max_source_length")}
         items = [attention_from_generate(model, tokenizer, sentence, **single) for sentence in sentences[:16]]
         plot_attention_grid(items, args.plot_attention, columns=min(2, len(items)))
         print(f"Attention plot written to {args.plot_attention}", file=sys.stderr)

@@ -99,7 +99,7 @@ def test_evaluate_model_statistics_flags(tmp_path, monkeypatch):
            "--eval_strategy", "no", "--save_strategy", "no", "--load_best_model_at_end", "false"])  # fmt: skip
     metrics = evaluate([str(model), "--test_file", str(data), "--text_column", "source", "--summary_column", "target",
                         "--copy_statistics", "--oov_statistics", "--bleu_tokenize", "zh", "--output_dir",
-                        str(tmp_path / "eval"), "--max_new_tokens", "4"])  # fmt: skip
+                        str(tmp_path / "eval"), "--max_new_tokens", "4", "--max_source_length", "3"])  # fmt: skip
     for key in ("bleu", "bleu_lowercase", "chrf", "rouge1", "copied_word_share", "repeated_ngram_rate",
                 "reference_copied_word_share", "oov_reproduced", "sentences_per_second"):  # fmt: skip
         assert key in metrics, key
@@ -162,3 +162,37 @@ def test_a_recipe_runs_end_to_end_and_reports(tmp_path, monkeypatch, capsys):
     card = ModelCard.load(cards / "tiny-card.md")
     assert "images/tiny-card.png" in card.text and "## Sample outputs" in card.text
     assert (cards / "images" / "tiny-card.png").is_file()
+
+
+def test_word2vec_vectors_for_the_ablation_fill_the_embeddings(tmp_path):
+    """The pretrained-embeddings row: word2vec (gensim) on the training split in the run's own subword tokens."""
+    pytest.importorskip("gensim")
+    from transformers import AutoTokenizer
+
+    from hf_rnn_seq2seq import RNNSeq2SeqConfig, RNNSeq2SeqForConditionalGeneration
+    from hf_rnn_seq2seq.tokenization_rnn_seq2seq import load_pretrained_embeddings
+
+    recipes = runpy.run_path(str(SCRIPTS / "recipes" / "recipes.py"), run_name="not_main")
+    corpus_dir = tmp_path / "tiny"
+    corpus_dir.mkdir()
+    rows = [{"translation": {"de": f"ein {w} hund", "en": f"a {w} dog"}} for w in ("roter", "blauer", "kleiner")]
+    (corpus_dir / "train.jsonl").write_text("\n".join(json.dumps(row) for row in rows * 5) + "\n")
+    word2vec = recipes["word2vec_embeddings"]
+    word2vec.__globals__["CORPORA"]["tiny"] = recipes["Corpus"](
+        "tiny", ("--source_lang", "de", "--target_lang", "en"), "", ""
+    )
+    run = recipes["Run"]("w2v", "tiny", [])
+    arguments = word2vec(run, tmp_path, tmp_path / "out")
+    tokenizer = AutoTokenizer.from_pretrained(arguments[arguments.index("--tokenizer_name") + 1])
+    vectors = Path(arguments[arguments.index("--pretrained_embeddings") + 1])
+    count, size = map(int, vectors.read_text().splitlines()[0].split())
+    assert size == 256 and count > 0
+    model = RNNSeq2SeqForConditionalGeneration(
+        RNNSeq2SeqConfig(
+            vocab_size=len(tokenizer), embedding_size=256, hidden_size=32, encoder_layers=1, decoder_layers=1
+        )
+    )
+    found = load_pretrained_embeddings(model, tokenizer, vectors)
+    # Every token the training split is written in has a vector (min_count=1).
+    used = {token for row in rows for text in row["translation"].values() for token in tokenizer.tokenize(text)}
+    assert found["matched"] >= len(used) and found["vectors"] == count

@@ -14,7 +14,7 @@ Each run is `scripts/train.py` with the run's arguments, then `scripts/evaluate_
 (beam search, sacreBLEU cased and lowercased, chrF, ROUGE, copy/repetition/OOV statistics as the recipe asks), then
 `scripts/translate.py --plot_attention` on one validation sentence. Everything lands in `--output_root/<run>/`
 (default `runs/recipes`): the model, `validation/metrics.json`, `validation/predictions.jsonl`, `attention.png`.
-A finished run (its `validation/metrics.json` exists) is skipped unless `--force`.
+A finished run (all its steps done: `recipe.json` lists them) is skipped unless `--force`.
 
 Every run uses one thread (`OMP_NUM_THREADS=1`): on a 2-core machine two workers side by side train more per hour
 than one run on two threads.
@@ -216,7 +216,8 @@ def _runs() -> list[Run]:
         ("scitldr", "scitldr", ["--max_source_length", "256", "--max_target_length", "64"], "12"),
         ("cnn_dailymail", "cnndm", ["--max_source_length", "400", "--max_target_length", "100"], "10"),
     ):
-        evaluate = ["--num_beams", "4", "--copy_statistics", "--max_new_tokens", lengths[-1]]
+        evaluate = ["--num_beams", "4", "--copy_statistics", "--max_new_tokens", lengths[-1], "--max_source_length"]
+        evaluate.append(lengths[1])  # the sources truncated as in training
         common = SUMMARY_MODEL + lengths + ["--seed", "1"]
         runs += [
             Run(
@@ -255,6 +256,7 @@ def _runs() -> list[Run]:
                 [*oov_model, "--attention_type", "additive", *arguments, *ABLATION_BUDGET, "--seed", "1"],
                 evaluate=["--num_beams", "5", "--oov_statistics"],
                 group="oov-copy",
+                card="multi30k-de-en-word-copy" if arguments else None,
                 summary=f"word vocabulary of 3 000 (shared de+en), {'extended-vocabulary copy' if arguments else 'no copy'}",
             )
         )
@@ -317,7 +319,7 @@ def execute(
     if evaluate_only and not (output / "config.json").is_file():
         print(f"[{run.name}] has no trained model to evaluate; skipped")
         return
-    if (output / "validation" / "metrics.json").is_file() and not force:
+    if (output / "recipe.json").is_file() and not force:
         print(f"[{run.name}] done already (--force to run it again)")
         return
     output_root.mkdir(parents=True, exist_ok=True)
@@ -329,7 +331,7 @@ def execute(
             if not force:
                 print(f"[{run.name}] claimed by another worker ({claim}); skipped")
                 return
-    if run.init_from and not (output_root / run.init_from / "validation" / "metrics.json").is_file() and not dry_run:
+    if run.init_from and not (output_root / run.init_from / "recipe.json").is_file() and not dry_run:
         claim.rmdir()
         print(f"[{run.name}] waits for {run.init_from}; skipped this time")
         return
@@ -339,18 +341,19 @@ def execute(
         output.mkdir(parents=True, exist_ok=True)
         extra = run.prepare(run, data_dir, output)
     steps = commands(run, data_dir, output_root, extra)
-    steps.append(
-        [
-            sys.executable,
-            str(SCRIPTS / "translate.py"),
-            str(output),
-            attention_example(run, data_dir),
-            "--num_beams",
-            "5",
-            "--plot_attention",
-            str(output / "attention.png"),
-        ]
-    )
+    if _option(run.train, "--attention_type") != "none":  # a fixed-context model has no alignment to draw
+        steps.append(
+            [
+                sys.executable,
+                str(SCRIPTS / "translate.py"),
+                str(output),
+                attention_example(run, data_dir),
+                "--num_beams",
+                "5",
+                "--plot_attention",
+                str(output / "attention.png"),
+            ]
+        )
     for step in steps[1:] if evaluate_only else steps:
         print(f"[{run.name}] $ {' '.join(step)}", flush=True)
         if dry_run:
@@ -375,7 +378,7 @@ def collect(run: Run, output_root: Path) -> dict | None:
     """The run's numbers: validation metrics, training time and speed, parameters; None if it has not finished."""
     output = output_root / run.name
     metrics_file = output / "validation" / "metrics.json"
-    if not metrics_file.is_file():
+    if not (output / "recipe.json").is_file():
         return None
     metrics = json.loads(metrics_file.read_text())
     results = json.loads((output / "all_results.json").read_text())
