@@ -160,18 +160,23 @@ def _runs() -> list[Run]:
             summary="bidirectional LSTM + additive (Bahdanau) attention + input feeding, 8 epochs, best epoch by BLEU",
         )
     ]
-    ablation = [  # (name, arguments, seeds)
-        ("none", ["--attention_type", "none", "--input_feeding", "false"], (1, 2)),
-        ("dot", ["--attention_type", "dot"], (1, 2)),
-        ("general", ["--attention_type", "general"], (1, 2)),
-        ("additive", ["--attention_type", "additive"], (1, 2)),
-        ("additive-unidirectional", ["--attention_type", "additive", "--bidirectional_encoder", "false"], (1,)),
-        ("additive-no-input-feeding", ["--attention_type", "additive", "--input_feeding", "false"], (1,)),
-        ("additive-word2vec", ["--attention_type", "additive"], (1,)),
-    ]
+    # (name, description, arguments, seeds); every row has the bidirectional encoder and input feeding unless it says
+    ablation = [
+        ("none", "no attention: a fixed context (§5.1), hence no input feeding",
+         ["--attention_type", "none", "--input_feeding", "false"], (1, 2)),
+        ("dot", "Luong dot", ["--attention_type", "dot"], (1, 2)),
+        ("general", "Luong general", ["--attention_type", "general"], (1, 2)),
+        ("additive", "Bahdanau additive", ["--attention_type", "additive"], (1, 2)),
+        ("additive-unidirectional", "Bahdanau additive, unidirectional encoder (§5.3)",
+         ["--attention_type", "additive", "--bidirectional_encoder", "false"], (1,)),
+        ("additive-no-input-feeding", "Bahdanau additive, no input feeding",
+         ["--attention_type", "additive", "--input_feeding", "false"], (1,)),
+        ("additive-word2vec", "Bahdanau additive, embeddings from word2vec on the training split",
+         ["--attention_type", "additive"], (1,)),
+    ]  # fmt: skip
     second_seeds = []  # queued after every other recipe: each table gets its rows before any row its 2nd seed
     for seed_position in (0, 1):
-        for name, arguments, seeds in ablation:
+        for name, description, arguments, seeds in ablation:
             if seed_position < len(seeds):
                 seed = seeds[seed_position]
                 (runs if seed_position == 0 else second_seeds).append(
@@ -181,7 +186,7 @@ def _runs() -> list[Run]:
                         MULTI30K_MODEL + arguments + ABLATION_BUDGET + ["--seed", str(seed)],
                         group="ablation",
                         prepare=word2vec_embeddings if name.endswith("word2vec") else None,
-                        summary=name,
+                        summary=description,
                     )
                 )
     runs.append(
@@ -501,9 +506,26 @@ def write_card(run: Run, result: dict, output_root: Path, cards_dir: Path) -> Pa
     return path
 
 
+def _section(title: str, intro: str, header: list[str], rows: list[list[str]]) -> list[str]:
+    """A Markdown section with one table (first column left-aligned, numbers right-aligned); nothing without rows."""
+    if not rows:
+        return []
+    lines = [f"## {title}", "", intro, ""] if intro else [f"## {title}", ""]
+    lines += ["| " + " | ".join(header) + " |", "|---|" + "---:|" * (len(header) - 1)]
+    return lines + ["| " + " | ".join(row) + " |" for row in rows] + [""]
+
+
+def _percent(value: float | None) -> str:
+    return _f(value, 1, 100)
+
+
 def report(output_root: Path, cards_dir: Path) -> str:
+    """Writes model_cards/README.md (every finished run's numbers, in four tables) and the headline models' cards."""
+    sys.path.insert(0, str(REPO))
+    import hf_rnn_seq2seq  # noqa: F401  (the saved folders' AutoTokenizer/AutoModel classes, without remote code)
+
     results = {name: collect(run, output_root) for name, run in RUNS.items()}
-    missing = [name for name, result in results.items() if result is None]
+    done = [run for run in RUNS.values() if results[run.name]]
     lines = [
         "# Results of the recipes",
         "",
@@ -513,92 +535,100 @@ def report(output_root: Path, cards_dir: Path) -> str:
         "ROUGE F-measures in %.",
         "",
     ]
-    headline = [run for run in RUNS.values() if run.card and results[run.name]]
-    if headline:
-        lines += [
-            "## Models",
-            "",
-            "| model card | data | parameters | BLEU | BLEU (lowercased) | chrF | ROUGE-1 / 2 / L | training | "
-            "tgt tokens/s |",
-            "|---|---|---:|---:|---:|---:|---|---:|---:|",
-        ]
-        for run in headline:
-            r = results[run.name]
-            m = r["metrics"]
-            rouge = (
-                f"{_f(m.get('rouge1'), 1, 100)} / {_f(m.get('rouge2'), 1, 100)} / {_f(m.get('rougeL'), 1, 100)}"
-                if "rouge1" in m
-                else "–"
-            )
-            lines.append(
-                f"| [{run.card}]({run.card}.md) | {CORPORA[run.corpus].folder} | {r['parameters'] / 1e6:.1f} M | "
-                f"{_f(m['bleu'])} | {_f(m['bleu_lowercase'])} | {_f(m['chrf'])} | {rouge} | "
-                f"{_time(r['train_runtime'])} | {r['target_tokens_per_second']:.0f} |"
-            )
-        lines.append("")
-    rows: dict[str, list[dict]] = {}
-    for run in RUNS.values():
-        if run.group == "ablation" and results[run.name]:
-            rows.setdefault(run.summary, []).append(results[run.name])
-    if rows:
-        lines += [
-            "## Ablation (Multi30k de→en, 700 steps of 64 pairs each, same model sizes)",
-            "",
-            "Mean over seeds, each seed in brackets.",
-            "",
-            "| variant | seeds | parameters | BLEU | BLEU (lowercased) | chrF |",
-            "|---|---:|---:|---:|---:|---:|",
-        ]
-        for summary, found in rows.items():
-            lines.append(
-                f"| {summary} | {len(found)} | {found[0]['parameters'] / 1e6:.2f} M | "
-                f"{_seeds([r['metrics']['bleu'] for r in found])} | "
-                f"{_seeds([r['metrics']['bleu_lowercase'] for r in found])} | "
-                f"{_seeds([r['metrics']['chrf'] for r in found])} |"
-            )
-        lines.append("")
-    summaries = [run for run in RUNS.values() if run.group in ("scitldr", "cnndm") and results[run.name]]
-    if summaries:
-        lines += [
-            "## Summarisation: attention, pointer-generator, pointer-generator + coverage",
-            "",
-            "Copied: share of the summary's words found in its source. Novel: share of its trigrams not in the "
-            "source. Repeated: share of its trigrams that repeat an earlier trigram of the same summary (See et al. "
-            "2017, Figure 4); the references' rates are in the last column.",
-            "",
-            "| data | variant | ROUGE-1 | ROUGE-2 | ROUGE-L | copied | novel | repeated | references: copied / "
-            "novel / repeated |",
-            "|---|---|---:|---:|---:|---:|---:|---:|---|",
-        ]
-        for run in summaries:
-            m = results[run.name]["metrics"]
-            lines.append(
-                f"| {CORPORA[run.corpus].folder} | {run.summary} | {_f(m['rouge1'], 1, 100)} | "
-                f"{_f(m['rouge2'], 1, 100)} | {_f(m['rougeL'], 1, 100)} | {_f(m['copied_word_share'], 1, 100)} % | "
-                f"{_f(m['novel_ngram_share'], 1, 100)} % | {_f(m['repeated_ngram_rate'], 1, 100)} % | "
-                f"{_f(m['reference_copied_word_share'], 1, 100)} / {_f(m['reference_novel_ngram_share'], 1, 100)} / "
-                f"{_f(m['reference_repeated_ngram_rate'], 1, 100)} % |"
-            )
-        lines.append("")
-    oov = [run for run in RUNS.values() if run.group == "oov-copy" and results[run.name]]
-    if oov:
-        lines += [
-            "## Copying out-of-vocabulary words (Multi30k de→en, word-level vocabulary capped at 3 000)",
-            "",
-            "Reference words outside the vocabulary, and the share of them the outputs reproduce; copyable: those "
-            "that also occur in the German source (names, numbers, some shared words).",
-            "",
-            "| variant | BLEU | chrF | reference OOV words | reproduced | copyable OOV words | reproduced |",
-            "|---|---:|---:|---:|---:|---:|---:|",
-        ]
-        for run in oov:
-            m = results[run.name]["metrics"]
-            lines.append(
-                f"| {run.summary} | {_f(m['bleu'])} | {_f(m['chrf'])} | {m['reference_oov_words']:.0f} | "
-                f"{_f(m['oov_reproduced'], 1, 100)} % | {m['copyable_oov_words']:.0f} | "
-                f"{_f(m['copyable_oov_reproduced'], 1, 100)} % |"
-            )
-        lines.append("")
+    headline = [run for run in done if run.card]
+    lines += _section(
+        "Models",
+        "",
+        [
+            "model card",
+            "data",
+            "parameters",
+            "BLEU",
+            "BLEU (lowercased)",
+            "chrF",
+            "ROUGE-1 / 2 / L",
+            "training",
+            "tgt tokens/s",
+        ],
+        [
+            [
+                f"[{run.card}]({run.card}.md)",
+                CORPORA[run.corpus].folder,
+                f"{r['parameters'] / 1e6:.1f} M",
+                _f(m["bleu"]),
+                _f(m["bleu_lowercase"]),
+                _f(m["chrf"]),
+                " / ".join(_percent(m.get(k)) for k in ("rouge1", "rouge2", "rougeL")) if "rouge1" in m else "–",
+                _time(r["train_runtime"]),
+                f"{r['target_tokens_per_second']:.0f}",
+            ]
+            for run in headline
+            for r in [results[run.name]]
+            for m in [r["metrics"]]
+        ],
+    )
+    ablation: dict[str, list[dict]] = {}
+    for run in done:
+        if run.group == "ablation":
+            ablation.setdefault(run.summary, []).append(results[run.name])
+    lines += _section(
+        "Ablation (Multi30k de→en, 700 steps of 64 pairs each, same model sizes)",
+        "Mean over seeds, each seed in brackets. Every row has a bidirectional encoder and input feeding unless it "
+        "says otherwise.",
+        ["variant", "seeds", "parameters", "BLEU", "BLEU (lowercased)", "chrF"],
+        [
+            [variant, str(len(found)), f"{found[0]['parameters'] / 1e6:.2f} M"]
+            + [_seeds([r["metrics"][key] for r in found]) for key in ("bleu", "bleu_lowercase", "chrf")]
+            for variant, found in ablation.items()
+        ],
+    )
+    statistics_keys = ("copied_word_share", "novel_ngram_share", "repeated_ngram_rate")
+    lines += _section(
+        "Summarisation: attention, pointer-generator, pointer-generator + coverage",
+        "Copied: share of the summary's words found in its source. Novel: share of its trigrams not in the source. "
+        "Repeated: share of its trigrams that repeat an earlier trigram of the same summary (See et al. 2017, "
+        "Figure 4). The references' rates are in the last column. In %.",
+        [
+            "data",
+            "variant",
+            "ROUGE-1",
+            "ROUGE-2",
+            "ROUGE-L",
+            "copied",
+            "novel",
+            "repeated",
+            "references: copied / novel / repeated",
+        ],
+        [
+            [CORPORA[run.corpus].folder, run.summary]
+            + [_percent(m[key]) for key in ("rouge1", "rouge2", "rougeL", *statistics_keys)]
+            + [" / ".join(_percent(m[f"reference_{key}"]) for key in statistics_keys)]
+            for run in done
+            if run.group in ("scitldr", "cnndm")
+            for m in [results[run.name]["metrics"]]
+        ],
+    )
+    lines += _section(
+        "Copying out-of-vocabulary words (Multi30k de→en, word-level vocabulary capped at 3 000)",
+        "Reference words outside the vocabulary, and the share (%) of them the outputs reproduce; copyable: those "
+        "that also occur in the German source (names, numbers, some shared words).",
+        ["variant", "BLEU", "chrF", "reference OOV words", "reproduced", "copyable OOV words", "reproduced"],
+        [
+            [
+                run.summary,
+                _f(m["bleu"]),
+                _f(m["chrf"]),
+                f"{m['reference_oov_words']:.0f}",
+                _percent(m["oov_reproduced"]),
+                f"{m['copyable_oov_words']:.0f}",
+                _percent(m["copyable_oov_reproduced"]),
+            ]
+            for run in done
+            if run.group == "oov-copy"
+            for m in [results[run.name]["metrics"]]
+        ],
+    )
+    missing = [run.name for run in RUNS.values() if not results[run.name]]
     if missing:
         lines += ["Not run yet: " + ", ".join(f"`{name}`" for name in missing) + ".", ""]
     cards_dir.mkdir(parents=True, exist_ok=True)
