@@ -73,12 +73,14 @@ def build_model_card(
     example_input: str = "",
     license: str = "apache-2.0",
     sections: dict[str, str] | None = None,
+    limitations: str | None = None,
 ) -> ModelCard:
     """A `huggingface_hub.ModelCard` for a trained model (metadata parsed and checked by `ModelCard` on creation).
 
     `metrics` are measured results, e.g. `{"test_bleu": 31.2, "test_exact_match": 0.8}`; they go into the results
     table and, by name (`bleu`, `chrf`, `rouge1`, ...), into the YAML `metrics` list. `sections` maps further
-    headings to Markdown (data, sample outputs, figures), placed after the results.
+    headings to Markdown (data, sample outputs, figures), placed after the results; `limitations` adds what is known
+    about this model's limits to the generic paragraph.
     """
     config = model.config
     tags = ["rnn_seq2seq", config.cell_type, "seq2seq", "text2text-generation"]
@@ -150,7 +152,7 @@ print(tokenizer.batch_decode(model.generate(**inputs, num_beams=5), skip_special
 A small, CPU-friendly sequence-to-sequence model for the task and data it was trained on (translation,
 summarisation, normalisation of short texts). RNN models trained on small corpora make errors on long inputs and on
 words unseen in training{"; copying helps with the latter" if config.use_copy else ""}. Check the training data's
-licence and biases before use.
+licence and biases before use.{f"{chr(10)}{chr(10)}{limitations}" if limitations else ""}
 
 ## Citations
 

@@ -40,3 +40,19 @@ def test_model_card_metadata_results_and_citations(tmp_path):
     for citation in ("sutskever2014sequence", "bahdanau2015neural", "luong2015effective", "see2017get"):
         assert citation in card.text
     assert "No evaluation results" in build_model_card(tiny_model()).text
+
+
+def test_model_card_extra_sections_and_limitations():
+    card = build_model_card(
+        tiny_model(),
+        sections={"Data": "Multi30k, validation split.", "Attention": "![heatmap](images/a.png)"},
+        limitations="Image captions only.",
+    )
+    text = card.text
+    headings = [line for line in text.splitlines() if line.startswith("## ")]
+    assert headings.index("## Data") == headings.index("## Results") + 1
+    assert headings.index("## Attention") == headings.index("## Data") + 1
+    assert "Multi30k, validation split." in text and "![heatmap](images/a.png)" in text
+    limits = text.split("## Intended uses and limitations")[1].split("## Citations")[0]
+    assert "Image captions only." in limits
+    assert "Image captions only." not in build_model_card(tiny_model()).text

@@ -48,6 +48,7 @@ class Corpus:
     title: str
     licence: str
     anchor: str = ""  # published numbers on this data, to read ours against (with what differs)
+    limitations: str = ""
 
 
 CORPORA = {
@@ -62,6 +63,8 @@ CORPORA = {
         "test2016, with greedy decoding and BLEU over lowercased spaCy tokens; ours are on the validation split "
         "with beam 5 and sacreBLEU over detokenised text, so compare with our lowercased column and expect a few "
         "points of difference from the split and tokenisation alone.",
+        "Trained on image captions only: short descriptions of photographs (people, animals, streets). Other "
+        "German (news, dialogue, long sentences) is far outside what it has seen.",
     ),
     "tatoeba_en_zh": Corpus(
         "tatoeba_cmn_eng",
@@ -69,12 +72,17 @@ CORPORA = {
         "Tatoeba English → Mandarin Chinese (via manythings.org/anki): 27 155 training and 1 000 validation pairs",
         "CC-BY 2.0 (France); attribution per pair: tatoeba.org contributors and manythings.org/anki",
         "No published RNN number on this data was found: the result is its own baseline.",
+        "Tatoeba sentences are short, everyday and often several translations of one English sentence; the model "
+        "writes simplified or traditional characters as its training pairs did, and long or technical English is "
+        "out of its reach.",
     ),
     "scitldr": Corpus(
         "scitldr_abstract",
         ("--text_column", "source", "--summary_column", "target"),
         "SciTLDR (Cachola et al. 2020), paper abstract → one-sentence TL;DR: 1 992 training and 619 validation pairs",
         "Apache-2.0 (allenai/scitldr)",
+        limitations="2 000 training abstracts are few for abstractive summaries: the TL;DRs are often generic or "
+        "copied from the abstract's first sentences, and may state what the paper does not.",
     ),
     "cnn_dailymail": Corpus(
         "cnn_dailymail_sample",
@@ -85,6 +93,8 @@ CORPORA = {
         "See et al. 2017 report ROUGE-1/2/L 36.44 / 15.66 / 33.42 (pointer-generator) and 39.53 / 17.28 / 36.38 "
         "(+ coverage) on the full CNN/DailyMail test set after 287 000 training articles and days of GPU training; "
         "a 700-article sample shows the mechanisms' direction, not those levels.",
+        "700 training articles are far too few for fluent abstractive summaries: expect copied sentence fragments, "
+        "wrong facts and names from the wrong article. A demonstration of the mechanisms, not a summariser.",
     ),
 }
 
@@ -480,7 +490,6 @@ def write_card(run: Run, result: dict, output_root: Path, cards_dir: Path) -> Pa
         samples = [json.loads(line) for _, line in zip(range(5), f, strict=False)]
     metrics = result["metrics"]
     reported = {f"validation_{k}": v for k, v in metrics.items() if k not in ("samples", "decoding_seconds")}
-    command = ["python", "scripts/recipes/recipes.py", "run", run.name, "--data_dir", "<data>"]
 
     def cell(text: str) -> str:
         return text.replace("|", "\\|").replace("\n", " ")[:300]
@@ -488,29 +497,36 @@ def write_card(run: Run, result: dict, output_root: Path, cards_dir: Path) -> Pa
     sample_rows = "\n".join(
         f"| {cell(s['source'])} | {cell(s['prediction'])} | {cell(s['reference'])} |" for s in samples
     )
+    data_root = str(Path(_option(result["command"], "--train_file")).parent.parent)
+    command = " ".join(["python", "scripts/train.py", *result["command"][2:]])
+    command = command.replace(data_root, "$DATA").replace(str(output_root), "runs/recipes")
+    training = (
+        f"{run.summary}. {_f(result['epochs'])} epochs ({result['steps']} steps), {_time(result['train_runtime'])} "
+        f"of training on {HARDWARE}, with a second run on the other core: {result['target_tokens_per_second']:.0f} "
+        f"target tokens/s. Decoding the validation split ({' '.join(run.evaluate)}): "
+        f"{metrics.get('sentences_per_second', 0):.1f} sentences/s. `python scripts/recipes/recipes.py run "
+        f"{run.name} --data_dir $DATA` makes this model again: `scripts/train.py` as below, then "
+        "`scripts/evaluate_model.py` on the validation file."
+    )
     sections = {
         "Data": f"{corpus.title}. Licence: {corpus.licence}. Scores are on the validation split (the held-out test "
         "splits are not distributed with the data this was trained on); `scripts/evaluate_model.py` scores any "
         "JSON Lines file of the same layout."
         + (f"\n\nPublished numbers to compare with: {corpus.anchor}" if corpus.anchor else ""),
-        "Training": f"{_f(result['epochs'])} epochs ({result['steps']} steps), {_time(result['train_runtime'])} "
-        f"of training on {HARDWARE}: {result['target_tokens_per_second']:.0f} target tokens/s. Decoding the "
-        f"validation split: {metrics.get('sentences_per_second', 0):.1f} sentences/s "
-        f"({' '.join(run.evaluate)}). Reproduce with `{' '.join(command)}` (which runs `scripts/train.py` with the "
-        f"arguments below, then `scripts/evaluate_model.py` on the validation file).\n\n```bash\npython "
-        f"scripts/train.py {' '.join(result['command'][2:])}\n```",
         "Sample outputs (validation)": "| source | output | reference |\n|---|---|---|\n" + sample_rows,
         "Attention": f"![attention of one validation sentence](images/{run.card}.png)",
     }
     card = build_model_card(
         model,
         model_name=run.card,
-        languages=None,
         datasets=[corpus.folder],
         metrics=reported,
-        training_summary=run.summary + ".",
-        sections=sections,
+        training_command=command,
+        training_summary=training,
+        example_input=samples[0]["source"] if samples else "",
         license="other" if run.corpus == "multi30k_de_en" else "apache-2.0",
+        sections=sections,
+        limitations=corpus.limitations,
     )
     path = cards_dir / f"{run.card}.md"
     card.save(path)
