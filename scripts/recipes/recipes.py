@@ -138,6 +138,7 @@ class Run:
     init_from: str | None = None  # continue this run's model (its tokenizer too)
     prepare: Callable[["Run", Path, Path], list[str]] | None = None  # extra train.py arguments made before training
     card: str | None = None  # model card file name (model_cards/<card>.md), for the recipes' headline models
+    also_evaluate: dict[str, list[str]] = field(default_factory=dict)  # other decodings → validation-<name>/
     summary: str = ""
 
 
@@ -177,6 +178,7 @@ def _runs() -> list[Run]:
             [*MULTI30K_MODEL, "--attention_type", "additive", "--num_train_epochs", "8", "--seed", "1"],
             group="multi30k",
             card="multi30k-de-en",
+            also_evaluate={"greedy": ["--num_beams", "1"]},  # the published anchor decodes greedily
             summary="bidirectional LSTM + additive (Bahdanau) attention + input feeding, 8 epochs, best epoch by BLEU",
         )
     ]
@@ -319,9 +321,11 @@ def commands(run: Run, data_dir: Path, output_root: Path, extra: list[str]) -> l
     train += ["--validation_file", str(folder / "validation.jsonl"), *run.train, *extra, "--output_dir", str(output)]
     if run.init_from:
         train += ["--model_name_or_path", str(output_root / run.init_from)]
-    evaluate = [python, str(SCRIPTS / "evaluate_model.py"), str(output), *corpus.columns, *run.evaluate]
-    evaluate += ["--test_file", str(folder / "validation.jsonl"), "--output_dir", str(output / "validation")]
-    return [train, evaluate]
+    evaluations = [(output / "validation", run.evaluate)]
+    evaluations += [(output / f"validation-{name}", arguments) for name, arguments in run.also_evaluate.items()]
+    evaluate = [python, str(SCRIPTS / "evaluate_model.py"), str(output), *corpus.columns]
+    evaluate += ["--test_file", str(folder / "validation.jsonl")]
+    return [train] + [[*evaluate, *arguments, "--output_dir", str(where)] for where, arguments in evaluations]
 
 
 def attention_example(run: Run, data_dir: Path) -> str:
@@ -508,6 +512,9 @@ def write_card(run: Run, result: dict, output_root: Path, cards_dir: Path) -> Pa
         f"{run.name} --data_dir $DATA` makes this model again: `scripts/train.py` as below, then "
         "`scripts/evaluate_model.py` on the validation file."
     )
+    for name in run.also_evaluate:
+        other = json.loads((output / f"validation-{name}" / "metrics.json").read_text())
+        reported |= {f"validation_{k}_{name}": other[k] for k in ("bleu", "bleu_lowercase", "chrf") if k in other}
     sections = {
         "Data": f"{corpus.title}. Licence: {corpus.licence}. Scores are on the validation split (the held-out test "
         "splits are not distributed with the data this was trained on); `scripts/evaluate_model.py` scores any "
