@@ -196,7 +196,7 @@ def _runs() -> list[Run]:
         ("additive-word2vec", "Bahdanau additive, embeddings from word2vec on the training split",
          ["--attention_type", "additive"], (1,)),
     ]  # fmt: skip
-    second_seeds = []  # queued after every other recipe: each table gets its rows before any row its 2nd seed
+    second_seeds = []
     for seed_position in (0, 1):
         for name, description, arguments, seeds in ablation:
             if seed_position < len(seeds):
@@ -287,7 +287,16 @@ def _runs() -> list[Run]:
                 summary=f"word vocabulary of 3 000 (shared de+en), {'extended-vocabulary copy' if arguments else 'no copy'}",
             )
         )
-    return runs + second_seeds
+    # The queue's order (two workers take runs from its front): every table's rows first, then the second seeds of
+    # the main contrast (attention or not), the smallest corpus, and the other second seeds.
+    priority = {"multi30k": 0, "ablation": 1, "tatoeba-en-zh": 2, "oov-copy": 3, "scitldr": 4, "cnndm": 6}
+
+    def rank(run: Run) -> int:
+        if run in second_seeds:
+            return 5 if run.name in ("ablation-none-s2", "ablation-additive-s2") else 7
+        return priority[run.group]
+
+    return sorted(runs + second_seeds, key=rank)
 
 
 RUNS = {run.name: run for run in _runs()}
