@@ -21,6 +21,7 @@ from this folder, since Python puts the script's folder first on the import path
 
 import argparse
 import json
+import math
 import os
 import sys
 import time
@@ -29,16 +30,46 @@ from pathlib import Path
 os.environ.setdefault("OMP_NUM_THREADS", "1")
 
 import torch
+from transformers import DataCollatorForSeq2Seq
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from translate import add_generation_arguments, generation_kwargs, load, translate
 
+from hf_rnn_seq2seq import DataCollatorForCopySeq2Seq, prepare_copy_inputs
 from hf_rnn_seq2seq.metrics_rnn_seq2seq import (
     compute_generation_metrics,
     copy_and_repetition_statistics,
     oov_reproduction,
 )
 from hf_rnn_seq2seq.tasks_rnn_seq2seq import TASKS, load_text_pairs
+
+
+@torch.inference_mode()
+def reference_likelihood(model, tokenizer, sources, references, batch_size=32, max_source_length=None) -> dict:
+    """The references' negative log-likelihood per target token under the model (teacher forcing, `</s>` included)
+    and its perplexity: smoother than BLEU when comparing models early in training. Without label smoothing or the
+    coverage loss; for copy models, of the final (mixture) distribution over the extended vocabulary."""
+    config = model.config
+    extended = config.use_copy and config.copy_extended_vocab
+    collator = (DataCollatorForCopySeq2Seq if extended else DataCollatorForSeq2Seq)(tokenizer, model=model)
+    truncation = dict(max_length=max_source_length, truncation=max_source_length is not None)
+    total, count = 0.0, 0
+    for start in range(0, len(sources), batch_size):
+        chunk, targets = sources[start : start + batch_size], references[start : start + batch_size]
+        if extended:
+            features = prepare_copy_inputs(tokenizer, config, chunk, targets, **truncation)
+            features.pop("source_oovs")
+        else:
+            features = dict(tokenizer(chunk, **truncation))
+            features["labels"] = tokenizer(text_target=targets)["input_ids"]
+        batch = collator([dict(zip(features, values, strict=True)) for values in zip(*features.values(), strict=True)])
+        labels = batch.pop("labels")
+        logits = model(**batch).logits  # (B, T, V′): scores, or log-probabilities for copy models
+        mask = labels != -100
+        log_probs = logits.float().log_softmax(-1).gather(-1, labels.clamp(min=0).unsqueeze(-1)).squeeze(-1)
+        total -= log_probs[mask].sum().item()
+        count += int(mask.sum())
+    return {"reference_nll": total / count, "reference_perplexity": math.exp(total / count)}
 
 
 def main(argv=None) -> dict:
@@ -57,6 +88,11 @@ def main(argv=None) -> dict:
         "--copy_statistics",
         action="store_true",
         help="copied-word share, novel and repeated trigrams of the outputs and of the references",
+    )
+    parser.add_argument(
+        "--perplexity",
+        action="store_true",
+        help="also the references' negative log-likelihood per token and perplexity (teacher forcing)",
     )
     parser.add_argument(
         "--oov_statistics",
@@ -103,6 +139,8 @@ def main(argv=None) -> dict:
     if args.copy_statistics:
         metrics |= copy_and_repetition_statistics(sources, predictions)
         metrics |= {f"reference_{k}": v for k, v in copy_and_repetition_statistics(sources, references).items()}
+    if args.perplexity:
+        metrics |= reference_likelihood(model, tokenizer, sources, references, args.batch_size, args.max_source_length)
     if args.oov_statistics:
         metrics |= oov_reproduction(sources, predictions, references, tokenizer.get_vocab())
     metrics["samples"] = len(predictions)

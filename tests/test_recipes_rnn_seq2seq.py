@@ -3,6 +3,7 @@ words reproduced), character-level CJK in a shared vocabulary, the evaluation fl
 (train → evaluate → attention plot → model card and results table)."""
 
 import json
+import math
 import runpy
 import sys
 from pathlib import Path
@@ -196,3 +197,48 @@ def test_word2vec_vectors_for_the_ablation_fill_the_embeddings(tmp_path):
     # Every token the training split is written in has a vector (min_count=1).
     used = {token for row in rows for text in row["translation"].values() for token in tokenizer.tokenize(text)}
     assert found["matched"] >= len(used) and found["vectors"] == count
+
+
+@pytest.mark.parametrize("copy", [False, True], ids=["plain", "copy-extended"])
+def test_reference_likelihood_is_the_models_token_mean_loss(copy):
+    """evaluate_model.py --perplexity: over batches, the token-weighted mean of what the model's own loss is on one
+    batch (no label smoothing, no coverage)."""
+    import torch
+    from transformers import DataCollatorForSeq2Seq
+
+    from hf_rnn_seq2seq import (
+        DataCollatorForCopySeq2Seq,
+        RNNSeq2SeqConfig,
+        RNNSeq2SeqForConditionalGeneration,
+        prepare_copy_inputs,
+    )
+
+    sys.path.insert(0, str(SCRIPTS))
+    try:
+        likelihood = runpy.run_path(str(SCRIPTS / "evaluate_model.py"), run_name="not_main")["reference_likelihood"]
+    finally:
+        sys.path.remove(str(SCRIPTS))
+    sources = ["ein roter hund", "ein hund", "zwei blaue katzen und ein Zorbu", "katzen"]
+    references = ["a red dog", "a dog", "two blue cats and a Zorbu", "cats"]
+    tokenizer = train_tokenizer(sources[:2] + references[:2], kind="word")
+    torch.manual_seed(0)
+    config = RNNSeq2SeqConfig(
+        vocab_size=len(tokenizer), embedding_size=8, hidden_size=16, encoder_layers=1, decoder_layers=1,
+        use_copy=copy, copy_extended_vocab=copy, max_source_oovs=4,
+    )  # fmt: skip
+    model = RNNSeq2SeqForConditionalGeneration(config).eval()
+    one_batch = likelihood(model, tokenizer, sources, references, batch_size=8)
+    in_pieces = likelihood(model, tokenizer, sources, references, batch_size=3)
+    assert one_batch["reference_nll"] == pytest.approx(in_pieces["reference_nll"], rel=1e-5)
+    if copy:
+        features = prepare_copy_inputs(tokenizer, config, sources, references)
+        features.pop("source_oovs")
+    else:
+        features = dict(tokenizer(sources))
+        features["labels"] = tokenizer(text_target=references)["input_ids"]
+    collator = (DataCollatorForCopySeq2Seq if copy else DataCollatorForSeq2Seq)(tokenizer, model=model)
+    batch = collator([dict(zip(features, values, strict=True)) for values in zip(*features.values(), strict=True)])
+    with torch.no_grad():
+        loss = model(**batch).loss.item()
+    assert one_batch["reference_nll"] == pytest.approx(loss, rel=1e-5)
+    assert one_batch["reference_perplexity"] == pytest.approx(math.exp(loss), rel=1e-5)

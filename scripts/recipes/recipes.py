@@ -133,7 +133,7 @@ class Run:
     name: str
     corpus: str
     train: list[str]
-    evaluate: list[str] = field(default_factory=lambda: ["--num_beams", "5"])
+    evaluate: list[str] = field(default_factory=lambda: ["--num_beams", "5", "--perplexity"])
     group: str = ""
     init_from: str | None = None  # continue this run's model (its tokenizer too)
     prepare: Callable[["Run", Path, Path], list[str]] | None = None  # extra train.py arguments made before training
@@ -233,7 +233,7 @@ def _runs() -> list[Run]:
                 "--seed",
                 "1",
             ],
-            evaluate=["--num_beams", "5", "--bleu_tokenize", "zh"],
+            evaluate=["--num_beams", "5", "--bleu_tokenize", "zh", "--perplexity"],
             group="tatoeba-en-zh",
             card="tatoeba-en-zh",
             summary="English subwords → Chinese characters, bidirectional LSTM + additive attention, 5 epochs",
@@ -281,7 +281,7 @@ def _runs() -> list[Run]:
                 f"oov-{name}",
                 "multi30k_de_en",
                 [*oov_model, "--attention_type", "additive", *arguments, *ABLATION_BUDGET, "--seed", "1"],
-                evaluate=["--num_beams", "5", "--oov_statistics"],
+                evaluate=["--num_beams", "5", "--oov_statistics", "--perplexity"],
                 group="oov-copy",
                 card="multi30k-de-en-word-copy" if arguments else None,
                 summary=f"word vocabulary of 3 000 (shared de+en), {'extended-vocabulary copy' if arguments else 'no copy'}",
@@ -550,11 +550,12 @@ def write_card(run: Run, result: dict, output_root: Path, cards_dir: Path) -> Pa
 
 
 def _section(title: str, intro: str, header: list[str], rows: list[list[str]]) -> list[str]:
-    """A Markdown section with one table (first column left-aligned, numbers right-aligned); nothing without rows."""
+    """A Markdown section with one table (numbers right-aligned); nothing without rows."""
     if not rows:
         return []
     lines = [f"## {title}", "", intro, ""] if intro else [f"## {title}", ""]
-    lines += ["| " + " | ".join(header) + " |", "|---|" + "---:|" * (len(header) - 1)]
+    numeric = [all(row[i][:1].isdigit() or row[i] == "–" for row in rows) for i in range(len(header))]
+    lines += ["| " + " | ".join(header) + " |", "|" + "".join("---:|" if n else "---|" for n in numeric)]
     return lines + ["| " + " | ".join(row) + " |" for row in rows] + [""]
 
 
@@ -617,11 +618,13 @@ def report(output_root: Path, cards_dir: Path) -> str:
     lines += _section(
         "Ablation (Multi30k de→en, 700 steps of 64 pairs each, same model sizes)",
         "Mean over seeds, each seed in brackets. Every row has a bidirectional encoder and input feeding unless it "
-        "says otherwise.",
-        ["variant", "seeds", "parameters", "BLEU", "BLEU (lowercased)", "chrF"],
+        "says otherwise. Perplexity: of the validation references under the model (teacher forcing), which ranks "
+        "models early in training more steadily than BLEU.",
+        ["variant", "seeds", "parameters", "BLEU", "BLEU (lowercased)", "chrF", "perplexity"],
         [
             [variant, str(len(found)), f"{found[0]['parameters'] / 1e6:.2f} M"]
             + [_seeds([r["metrics"][key] for r in found]) for key in ("bleu", "bleu_lowercase", "chrf")]
+            + [_seeds([r["metrics"].get("reference_perplexity", math.nan) for r in found])]
             for variant, found in ablation.items()
         ],
     )
