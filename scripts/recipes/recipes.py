@@ -364,16 +364,18 @@ def execute(
         print(f"[{run.name}] done already (--force to run it again)")
         return
     output_root.mkdir(parents=True, exist_ok=True)
-    claim = output_root / f".{run.name}.claimed"
+    claim, claimed = output_root / f".{run.name}.claimed", False
     if not dry_run and not evaluate_only:
         try:
             claim.mkdir()  # atomic: two workers on one queue never take the same run
+            claimed = True
         except FileExistsError:
             if not force:
                 print(f"[{run.name}] claimed by another worker ({claim}); skipped")
                 return
     if run.init_from and not (output_root / run.init_from / "recipe.json").is_file() and not dry_run:
-        claim.rmdir()
+        if claimed:
+            claim.rmdir()
         print(f"[{run.name}] waits for {run.init_from}; skipped this time")
         return
     env = dict(os.environ, OMP_NUM_THREADS="1", TOKENIZERS_PARALLELISM="false", PYTHONUNBUFFERED="1")
