@@ -149,7 +149,6 @@ def word2vec_embeddings(run: "Run", data_dir: Path, output_dir: Path) -> list[st
     split in those tokens. The vectors file and tokenizer go to the run's folder."""
     from gensim.models import Word2Vec
 
-    sys.path.insert(0, str(REPO))
     from hf_rnn_seq2seq.tasks_rnn_seq2seq import load_text_pairs
     from hf_rnn_seq2seq.tokenization_rnn_seq2seq import train_tokenizer
 
@@ -491,7 +490,6 @@ def _time(seconds: float | None) -> str:
 def write_card(run: Run, result: dict, output_root: Path, cards_dir: Path) -> Path:
     """model_cards/<card>.md: the package's model card plus data, results on the validation split, samples and the
     attention heatmap (copied to model_cards/images/)."""
-    sys.path.insert(0, str(REPO))
     from transformers import AutoModelForSeq2SeqLM
 
     import hf_rnn_seq2seq  # noqa: F401
@@ -570,7 +568,6 @@ def _percent(value: float | None) -> str:
 
 def report(output_root: Path, cards_dir: Path) -> str:
     """Writes model_cards/README.md (every finished run's numbers, in four tables) and the headline models' cards."""
-    sys.path.insert(0, str(REPO))
     import hf_rnn_seq2seq  # noqa: F401  (the saved folders' AutoTokenizer/AutoModel classes, without remote code)
 
     results = {name: collect(run, output_root) for name, run in RUNS.items()}
