@@ -165,6 +165,44 @@ def test_a_recipe_runs_end_to_end_and_reports(tmp_path, monkeypatch, capsys):
     assert (cards / "images" / "tiny-card.png").is_file()
 
 
+def test_claims_skip_live_workers_take_over_dead_ones_and_are_released_on_failure(tmp_path, capsys):
+    """Two workers share a queue through claims: a live worker's claim is respected, a dead worker's is taken over,
+    and a run that fails gives its claim back so that it can be run again."""
+    import os
+    import socket
+    import subprocess
+
+    recipes = runpy.run_path(str(SCRIPTS / "recipes" / "recipes.py"), run_name="not_main")
+    take_claim, execute, Run = recipes["take_claim"], recipes["execute"], recipes["Run"]
+    claim = tmp_path / ".r.claimed"
+    assert take_claim(claim) == ""
+    assert (claim / "owner").read_text().split() == [socket.gethostname(), str(os.getpid())]
+    assert take_claim(claim) == f"worker {os.getpid()} on {socket.gethostname()}"  # alive: respected
+
+    dead = subprocess.Popen([sys.executable, "-c", "pass"])
+    dead.wait()
+    (claim / "owner").write_text(f"{socket.gethostname()} {dead.pid}\n")
+    assert take_claim(claim) == ""  # its worker is gone: taken over
+    assert "is gone" in capsys.readouterr().out
+    assert [path.name for path in tmp_path.iterdir()] == [".r.claimed"]
+
+    # a corpus that is not there: the error says which file and what --data_dir must be; the claim is released
+    corpus = recipes["Corpus"]("bad", ("--source_lang", "de", "--target_lang", "en"), "bad", "none")
+    execute.__globals__["CORPORA"]["bad"] = corpus
+    run = Run("broken", "bad", ["--max_steps", "1", "--attention_type", "none"], group="bad")
+    with pytest.raises(SystemExit, match=r"train\.jsonl does not exist: --data_dir"):
+        execute(run, tmp_path / "data", tmp_path, dry_run=False, force=False)
+    assert not (tmp_path / ".broken.claimed").exists()
+    # a run whose training fails (an empty corpus): the error names the log, and the claim is released
+    (tmp_path / "data" / "bad").mkdir(parents=True)
+    for split in ("train", "validation"):
+        (tmp_path / "data" / "bad" / f"{split}.jsonl").write_text("")
+    with pytest.raises(SystemExit, match=r"failed .* see .*recipe\.log"):
+        execute(run, tmp_path / "data", tmp_path, dry_run=False, force=False)
+    assert not (tmp_path / ".broken.claimed").exists()
+    assert not (tmp_path / "broken" / "recipe.json").exists()
+
+
 def test_word2vec_vectors_for_the_ablation_fill_the_embeddings(tmp_path):
     """The pretrained-embeddings row: word2vec (gensim) on the training split in the run's own subword tokens."""
     pytest.importorskip("gensim")

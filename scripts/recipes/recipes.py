@@ -14,7 +14,9 @@ Each run is `scripts/train.py` with the run's arguments, then `scripts/evaluate_
 (beam search, sacreBLEU cased and lowercased, chrF, ROUGE, copy/repetition/OOV statistics as the recipe asks), then
 `scripts/translate.py --plot_attention` on one validation sentence. Everything lands in `--output_root/<run>/`
 (default `runs/recipes`): the model, `validation/metrics.json`, `validation/predictions.jsonl`, `attention.png`.
-A finished run (all its steps done: `recipe.json` lists them) is skipped unless `--force`.
+A finished run (all its steps done: `recipe.json` lists them) is skipped unless `--force`. A run in progress is
+claimed (`.<run>.claimed`, with the worker's host and process id) and skipped by other workers; the claim of a
+worker that died is taken over, and a failed run releases its claim.
 
 Every run uses one thread (`OMP_NUM_THREADS=1`): on a 2-core machine two workers side by side train more per hour
 than one run on two threads.
@@ -25,6 +27,7 @@ import json
 import math
 import os
 import shutil
+import socket
 import statistics
 import subprocess
 import sys
@@ -363,18 +366,74 @@ def execute(
         print(f"[{run.name}] done already (--force to run it again)")
         return
     output_root.mkdir(parents=True, exist_ok=True)
-    claim, claimed = output_root / f".{run.name}.claimed", False
+    claim = output_root / f".{run.name}.claimed"
     if not dry_run and not evaluate_only:
+        owner = take_claim(claim)
+        if owner and not force:
+            print(f"[{run.name}] claimed by {owner} ({claim}); skipped")
+            return
+        if owner:
+            _release(claim)
+            take_claim(claim)
+    try:
+        _execute_claimed(run, data_dir, output_root, dry_run, evaluate_only)
+    finally:  # done or failed, the run is free again: `recipe.json` is what marks it done
+        if not dry_run and not evaluate_only:
+            _release(claim)
+
+
+def take_claim(claim: Path) -> str:
+    """Claim a run for this worker: "" if it is ours now, else who holds it ("worker 123 on host").
+
+    The claim is a directory (its `mkdir` is atomic: two workers on one queue never take the same run) holding the
+    owner's host and process id. A claim left by a worker that no longer runs on this host (killed, machine
+    restarted) is taken over: it is renamed away first, an atomic step that only one of several workers wins.
+    """
+    me = f"{socket.gethostname()} {os.getpid()}"
+    for _ in range(2):
         try:
-            claim.mkdir()  # atomic: two workers on one queue never take the same run
-            claimed = True
+            claim.mkdir()
         except FileExistsError:
-            if not force:
-                print(f"[{run.name}] claimed by another worker ({claim}); skipped")
-                return
+            owner_file = claim / "owner"
+            owner = owner_file.read_text().split() if owner_file.is_file() else []
+            if len(owner) == 2 and owner[0] == socket.gethostname() and not _alive(int(owner[1])):
+                stale = claim.with_name(f"{claim.name}.stale-{os.getpid()}")
+                try:
+                    claim.rename(stale)
+                except OSError:  # another worker took it over first
+                    return "another worker"
+                print(f"{claim}: its worker (process {owner[1]}) is gone; taking the run over")
+                shutil.rmtree(stale)
+                continue
+            return f"worker {owner[1]} on {owner[0]}" if len(owner) == 2 else "another worker"
+        (claim / "owner").write_text(me + "\n")
+        return ""
+    return "another worker"
+
+
+def _alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:  # someone else's process
+        return True
+    return True
+
+
+def _release(claim: Path) -> None:
+    shutil.rmtree(claim, ignore_errors=True)
+
+
+def _execute_claimed(run: Run, data_dir: Path, output_root: Path, dry_run: bool, evaluate_only: bool) -> None:
+    output = output_root / run.name
+    for split in ("train", "validation"):
+        if not (data_dir / CORPORA[run.corpus].folder / f"{split}.jsonl").is_file():
+            raise SystemExit(
+                f"[{run.name}] {data_dir / CORPORA[run.corpus].folder / f'{split}.jsonl'} does not exist: "
+                "--data_dir must be the folder holding the corpora (../shared/data)"
+            )
     if run.init_from and not (output_root / run.init_from / "recipe.json").is_file() and not dry_run:
-        if claimed:
-            claim.rmdir()
         print(f"[{run.name}] waits for {run.init_from}; skipped this time")
         return
     env = dict(os.environ, OMP_NUM_THREADS="1", TOKENIZERS_PARALLELISM="false", PYTHONUNBUFFERED="1")
