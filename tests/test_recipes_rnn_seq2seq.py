@@ -280,3 +280,11 @@ def test_reference_likelihood_is_the_models_token_mean_loss(copy):
         loss = model(**batch).loss.item()
     assert one_batch["reference_nll"] == pytest.approx(loss, rel=1e-5)
     assert one_batch["reference_perplexity"] == pytest.approx(math.exp(loss), rel=1e-5)
+
+
+def test_recipe_names_never_shadow_a_run():
+    """`run NAME` takes a recipe before a run: a recipe named like one of its runs would run them all."""
+    recipes = runpy.run_path(str(SCRIPTS / "recipes" / "recipes.py"), run_name="not_main")
+    for group in recipes["GROUPS"] & set(recipes["RUNS"]):
+        assert [name for name, run in recipes["RUNS"].items() if run.group == group] == [group]
+    assert [run.name for run in recipes["select"](["oov-copy"])] == ["oov-copy"]
