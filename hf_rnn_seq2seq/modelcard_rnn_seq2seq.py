@@ -109,7 +109,7 @@ def build_model_card(
 # {model_name}
 
 {describe_architecture(config)} {model.num_parameters():,} parameters, vocabulary of {config.vocab_size} tokens.
-Built with [hf-rnn-seq2seq](https://github.com/) (`model_type: rnn_seq2seq`); the folder carries its model code, so it
+Built with the `hf-rnn-seq2seq` package (`model_type: rnn_seq2seq`); the folder carries its model code, so it
 loads with `trust_remote_code=True` where the package is not installed.
 
 ## Use
