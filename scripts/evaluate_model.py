@@ -9,6 +9,8 @@
     python scripts/evaluate_model.py runs/pg --test_file val.jsonl --text_column source --summary_column target \
         --copy_statistics                     # + copied-word share and repeated trigrams, of outputs and references
     python scripts/evaluate_model.py runs/oov --test_file val.jsonl --source_lang de --target_lang en --oov_statistics
+    python scripts/evaluate_model.py --lead 3 --test_file val.jsonl --text_column source --summary_column target \
+        --copy_statistics                     # the lead-3 baseline: each source's first 3 sentences, no model
 
 The test file has the layouts of scripts/train.py (JSON Lines or CSV; a `translation` column with language keys, or
 flat columns). Writes `metrics.json` and `predictions.jsonl` (source, prediction, reference) to `--output_dir`
@@ -72,9 +74,37 @@ def reference_likelihood(model, tokenizer, sources, references, batch_size=32, m
     return {"reference_nll": total / count, "reference_perplexity": math.exp(total / count)}
 
 
+# Abbreviations that end with a period inside English sentences (titles, countries, Latin, months, company forms).
+ABBREVIATIONS = (
+    "mr mrs ms dr prof st jr sr gen gov sen rep lt col sgt capt u.s u.k u.n e.g i.e vs al fig eq inc ltd corp "
+    "jan feb mar apr jun jul aug sep sept oct nov dec"
+)
+
+
+def lead_sentences(sources: list[str], n: int) -> list[str]:
+    """Each source's first `n` sentences, one per line (as ROUGE-Lsum and the CNN/DailyMail highlights expect).
+    Sentence boundaries from nltk's Punkt (installed with rouge-score) with common abbreviations, not its trained
+    English model: that would be a download (`sent_tokenize`)."""
+    from nltk.tokenize.punkt import PunktParameters, PunktSentenceTokenizer
+
+    parameters = PunktParameters()
+    parameters.abbrev_types = set(ABBREVIATIONS.split())
+    splitter = PunktSentenceTokenizer(parameters)
+    return ["\n".join(splitter.tokenize(source)[:n]) for source in sources]
+
+
 def main(argv=None) -> dict:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("model", help="a folder written by scripts/train.py or save_pretrained (model + tokenizer)")
+    parser.add_argument(
+        "model", nargs="?", help="a folder written by scripts/train.py or save_pretrained (model + tokenizer)"
+    )
+    parser.add_argument(
+        "--lead",
+        type=int,
+        metavar="N",
+        help="score the lead-N baseline instead of a model: each source's first N sentences (Punkt sentence "
+        "boundaries), one per line; the extractive reference point of summarisation papers (lead-3 on CNN/DailyMail)",
+    )
     parser.add_argument("--test_file", help="JSON Lines or CSV test data")
     parser.add_argument("--task", choices=sorted(TASKS), help="score on a built-in task's test split instead")
     parser.add_argument("--source_lang")
@@ -105,6 +135,12 @@ def main(argv=None) -> dict:
     torch.set_num_threads(1)
     if not (args.test_file or args.task):
         parser.error("give --test_file (with its column options) or --task")
+    if (args.model is None) == (args.lead is None):
+        parser.error("give a model folder, or --lead N for the lead-N baseline (not both)")
+    if args.lead is not None and (args.lead < 1 or args.perplexity or args.oov_statistics):
+        parser.error("--lead N needs N >= 1, and has no --perplexity or --oov_statistics (there is no model)")
+    if args.lead is not None and args.output_dir is None:
+        parser.error("--lead N needs --output_dir (there is no model folder to write into)")
 
     raw, source_column, target_column = load_text_pairs(
         task=args.task,
@@ -117,14 +153,17 @@ def main(argv=None) -> dict:
     test = raw["test"]
     if args.max_samples is not None:
         test = test.select(range(min(args.max_samples, len(test))))
-    model, tokenizer = load(args.model)
-    kwargs = generation_kwargs(args)
-    kwargs.pop("num_return_sequences", None)
     sources, references = list(test[source_column]), list(test[target_column])
     start = time.perf_counter()
-    predictions = [
-        outputs[0] for outputs in translate(model, tokenizer, sources, batch_size=args.batch_size, **kwargs)
-    ]
+    if args.lead is not None:
+        predictions = lead_sentences(sources, args.lead)
+    else:
+        model, tokenizer = load(args.model)
+        kwargs = generation_kwargs(args)
+        kwargs.pop("num_return_sequences", None)
+        predictions = [
+            outputs[0] for outputs in translate(model, tokenizer, sources, batch_size=args.batch_size, **kwargs)
+        ]
     seconds = time.perf_counter() - start
 
     metric_names = ("sacrebleu", "chrf", "exact_match") + (("rouge",) if args.summary_column else ())

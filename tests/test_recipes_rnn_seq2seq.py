@@ -108,6 +108,38 @@ def test_evaluate_model_statistics_flags(tmp_path, monkeypatch):
     assert json.loads((tmp_path / "eval" / "metrics.json").read_text()) == metrics
 
 
+def test_lead_baseline_scores_the_first_sentences_without_a_model(tmp_path, capsys):
+    """evaluate_model.py --lead N: the extractive baseline, each source's first N sentences, one per line."""
+    rows = [
+        {"source": "Dr. Smith came home. He was tired! Then he slept. The end.", "target": "Smith came home tired."},
+        {"source": "One sentence only", "target": "One sentence"},
+    ]
+    data = tmp_path / "data.jsonl"
+    data.write_text("\n".join(json.dumps(row) for row in rows) + "\n")
+    sys.path.insert(0, str(SCRIPTS))
+    try:
+        evaluate = runpy.run_path(str(SCRIPTS / "evaluate_model.py"), run_name="not_main")["main"]
+    finally:
+        sys.path.remove(str(SCRIPTS))
+    columns = ["--test_file", str(data), "--text_column", "source", "--summary_column", "target"]
+    metrics = evaluate([*columns, "--lead", "2", "--copy_statistics", "--output_dir", str(tmp_path / "lead")])
+    predictions = [json.loads(line)["prediction"] for line in open(tmp_path / "lead" / "predictions.jsonl")]
+    assert predictions == ["Dr. Smith came home.\nHe was tired!", "One sentence only"]
+    assert metrics["copied_word_share"] == 1.0 and metrics["novel_ngram_share"] == 0.0 and "rouge1" in metrics
+    for bad, message in (
+        (["model_folder", "--lead", "2"], "not both"),
+        ([], "a model folder, or --lead"),
+        (["--lead", "2", "--perplexity"], "no --perplexity"),
+        (["--lead", "0"], "N >= 1"),
+    ):
+        with pytest.raises(SystemExit):
+            evaluate([*columns, *bad, "--output_dir", str(tmp_path / "x")])
+        assert message in capsys.readouterr().err
+    with pytest.raises(SystemExit):
+        evaluate([*columns, "--lead", "2"])
+    assert "needs --output_dir" in capsys.readouterr().err
+
+
 @pytest.mark.slow
 def test_a_recipe_runs_end_to_end_and_reports(tmp_path, monkeypatch, capsys):
     """A one-run recipe on a generated corpus in the shared-data layout: train, evaluate on validation, plot the

@@ -146,6 +146,7 @@ class Run:
     also_evaluate: dict[str, list[str]] = field(default_factory=dict)  # other decodings → validation-<name>/
     caveat: str = ""  # what this model's card must say about it beyond its corpus's limits
     summary: str = ""
+    lead: int = 0  # > 0: no model, the lead-N baseline (each source's first N sentences) scored like one
 
 
 def word2vec_embeddings(run: "Run", data_dir: Path, output_dir: Path) -> list[str]:
@@ -244,14 +245,23 @@ def _runs() -> list[Run]:
             summary="English subwords → Chinese characters, bidirectional LSTM + additive attention, 10 epochs, best epoch by BLEU",
         )
     )
-    for corpus, short, lengths, epochs in (
-        ("scitldr", "scitldr", ["--max_source_length", "256", "--max_target_length", "64"], "12"),
-        ("cnn_dailymail", "cnndm", ["--max_source_length", "400", "--max_target_length", "100"], "10"),
+    for corpus, short, lengths, epochs, lead in (
+        ("scitldr", "scitldr", ["--max_source_length", "256", "--max_target_length", "64"], "12", 1),
+        ("cnn_dailymail", "cnndm", ["--max_source_length", "400", "--max_target_length", "100"], "10", 3),
     ):
         evaluate = ["--num_beams", "4", "--copy_statistics", "--max_new_tokens", lengths[-1], "--max_source_length"]
         evaluate.append(lengths[1])  # the sources truncated as in training
         common = SUMMARY_MODEL + lengths + ["--seed", "1"]
         runs += [
+            Run(
+                f"{short}-lead-{lead}",
+                corpus,
+                [],
+                ["--copy_statistics"],
+                group=short,
+                lead=lead,
+                summary=f"lead-{lead} baseline: the source's first {'sentence' if lead == 1 else f'{lead} sentences'}, no model",
+            ),
             Run(
                 f"{short}-attention",
                 corpus,
@@ -334,6 +344,10 @@ def commands(run: Run, data_dir: Path, output_root: Path, extra: list[str]) -> l
     folder = data_dir / corpus.folder
     output = output_root / run.name
     python = sys.executable
+    if run.lead:  # a baseline: scoring only
+        validation = ["--test_file", str(folder / "validation.jsonl"), "--lead", str(run.lead), *run.evaluate]
+        return [[python, str(SCRIPTS / "evaluate_model.py"), *corpus.columns, *validation, "--output_dir",
+                 str(output / "validation")]]  # fmt: skip
     train = [python, str(SCRIPTS / "train.py"), *corpus.columns, "--train_file", str(folder / "train.jsonl")]
     train += ["--validation_file", str(folder / "validation.jsonl"), *run.train, *extra, "--output_dir", str(output)]
     if run.init_from:
@@ -362,7 +376,7 @@ def execute(
     run: Run, data_dir: Path, output_root: Path, dry_run: bool, force: bool, evaluate_only: bool = False
 ) -> None:
     output = output_root / run.name
-    if evaluate_only and not (output / "config.json").is_file():
+    if evaluate_only and not run.lead and not (output / "config.json").is_file():
         print(f"[{run.name}] has no trained model to evaluate; skipped")
         return
     if (output / "recipe.json").is_file() and not force:
@@ -445,7 +459,7 @@ def _execute_claimed(run: Run, data_dir: Path, output_root: Path, dry_run: bool,
         output.mkdir(parents=True, exist_ok=True)
         extra = run.prepare(run, data_dir, output)
     steps = commands(run, data_dir, output_root, extra)
-    if _option(run.train, "--attention_type") != "none":  # a fixed-context model has no alignment to draw
+    if not run.lead and _option(run.train, "--attention_type") != "none":  # (a fixed context has no alignment)
         steps.append(
             [
                 sys.executable,
@@ -458,7 +472,7 @@ def _execute_claimed(run: Run, data_dir: Path, output_root: Path, dry_run: bool,
                 str(output / "attention.png"),
             ]
         )
-    for step in steps[1:] if evaluate_only else steps:
+    for step in steps[1:] if evaluate_only and not run.lead else steps:
         print(f"[{run.name}] $ {' '.join(step)}", flush=True)
         if dry_run:
             continue
@@ -485,6 +499,8 @@ def collect(run: Run, output_root: Path) -> dict | None:
     if not (output / "recipe.json").is_file():
         return None
     metrics = json.loads(metrics_file.read_text())
+    if run.lead:
+        return {"metrics": metrics}
     results = json.loads((output / "all_results.json").read_text())
     config = json.loads((output / "config.json").read_text())
     state = json.loads((output / "trainer_state.json").read_text())
@@ -777,9 +793,6 @@ def main(argv: list[str] | None = None) -> None:
                 print(f"  {run.name:<38} {run.summary}")
     elif args.command == "run":
         args.data_dir, args.output_root = args.data_dir.resolve(), args.output_root.resolve()
-        for corpus in {CORPORA[run.corpus].folder for run in select(args.names)}:
-            if not (args.data_dir / corpus / "train.jsonl").is_file():
-                raise SystemExit(f"error: {args.data_dir / corpus / 'train.jsonl'} not found (--data_dir)")
         for run in select(args.names):
             execute(run, args.data_dir, args.output_root, args.dry_run, args.force, args.evaluate_only)
     else:
