@@ -287,7 +287,7 @@ def _runs() -> list[Run]:
                 evaluate,
                 group=short,
                 init_from=f"{short}-pointer",
-                card=f"{short}-pointer-coverage",
+                card=f"{short}-pointer-coverage" if short == "scitldr" else None,  # CNN/DailyMail's: fine-tuned
                 summary="pointer-generator, then 2 epochs with coverage",
             ),
         ]
@@ -309,6 +309,10 @@ def _runs() -> list[Run]:
                 evaluate,
                 group="cnndm",
                 init_from=init_from,
+                card="cnndm-from-scitldr-pointer-coverage" if variant == "pointer-coverage" else None,
+                caveat="Fine-tuned from this repository's SciTLDR model of the same kind (`scitldr-pointer` for the "
+                "pointer-generator, then the coverage phase on news): its vocabulary is SciTLDR's 8 000 lowercased "
+                "words, so most names in the news are out of vocabulary and reach the output only by copying.",
                 summary=f"{summary}, fine-tuned from the SciTLDR model"
                 + (" (4 epochs)" if variant != "pointer-coverage" else ""),
             )
