@@ -10,6 +10,7 @@ from transformers import AutoConfig, AutoModel, AutoModelForSeq2SeqLM
 from .configuration_rnn_seq2seq import RNNSeq2SeqConfig
 from .data_rnn_seq2seq import (
     DataCollatorForCopySeq2Seq,
+    batch_decode_keeping_unknown,
     batch_decode_with_source_oovs,
     decode_with_source_oovs,
     prepare_copy_inputs,
@@ -66,6 +67,7 @@ __all__ = [
     "RNNSeq2SeqPreTrainedModel",
     "RNNSeq2SeqTrainer",
     "__version__",
+    "batch_decode_keeping_unknown",
     "batch_decode_with_source_oovs",
     "decode_with_source_oovs",
     "prepare_copy_inputs",

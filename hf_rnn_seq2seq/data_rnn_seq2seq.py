@@ -38,6 +38,7 @@ from .configuration_rnn_seq2seq import RNNSeq2SeqConfig
 
 __all__ = [
     "DataCollatorForCopySeq2Seq",
+    "batch_decode_keeping_unknown",
     "batch_decode_with_source_oovs",
     "decode_with_source_oovs",
     "prepare_copy_inputs",
@@ -429,6 +430,35 @@ def _decode_one(
             )
         tokens.append(token)
     return tokenizer.convert_tokens_to_string(tokens)
+
+
+def batch_decode_keeping_unknown(
+    tokenizer: PreTrainedTokenizerBase, sequences: Any, skip_special_tokens: bool = True, **decode_kwargs
+) -> list[str]:
+    r"""
+    `tokenizer.batch_decode`, except that the unknown token is kept: it stands for a word the model could not spell.
+    This is how [`batch_decode_with_source_oovs`] reads a copy model's outputs, so the outputs of a model without copy
+    read, and score, alike (`tokenizer.batch_decode(..., skip_special_tokens=True)` would drop `<unk>` and the model's
+    misses with it, flattering BLEU and ROUGE against a copy model that shows them).
+
+    Args:
+        tokenizer ([`PreTrainedTokenizerBase`]):
+            The tokenizer the ids come from.
+        sequences (`list[list[int]]`, `np.ndarray` or `torch.Tensor`):
+            The sequences, one per row (no `-100`: replace it by the padding id first).
+        skip_special_tokens (`bool`, *optional*, defaults to `True`):
+            Leave out special tokens other than the unknown token.
+        decode_kwargs:
+            Passed on to `tokenizer.batch_decode` (e.g. `clean_up_tokenization_spaces`).
+
+    Returns:
+        `list[str]`: The decoded texts, one per row.
+    """
+    if hasattr(sequences, "tolist"):
+        sequences = sequences.tolist()
+    special_ids = _special_ids(tokenizer, skip_special_tokens)
+    rows = [[token_id for token_id in row if token_id not in special_ids] for row in sequences]
+    return tokenizer.batch_decode(rows, skip_special_tokens=False, **decode_kwargs)
 
 
 def _special_ids(tokenizer: PreTrainedTokenizerBase, skip_special_tokens: bool) -> set[int]:

@@ -41,7 +41,7 @@ from typing import Any
 import torch
 from transformers import Pipeline
 
-from .data_rnn_seq2seq import batch_decode_with_source_oovs, prepare_copy_inputs
+from .data_rnn_seq2seq import batch_decode_keeping_unknown, batch_decode_with_source_oovs, prepare_copy_inputs
 
 __all__ = ["TASK", "RNNSeq2SeqPipeline", "register_pipeline"]
 
@@ -87,7 +87,9 @@ class RNNSeq2SeqPipeline(Pipeline):
     With a copy model that has an extended vocabulary (`config.copy_extended_vocab=True`), sources are tokenised with
     [`prepare_copy_inputs`] (unknown source words get per-example ids that the model can copy) and outputs are decoded
     with [`batch_decode_with_source_oovs`], so copied words that the tokenizer does not know appear in the text (plain
-    `tokenizer.decode` would drop them).
+    `tokenizer.decode` would drop them). With any model the unknown token stays in the text, where
+    `tokenizer.decode(..., skip_special_tokens=True)` would drop it ([`batch_decode_keeping_unknown`]): it marks a word
+    the model could not spell, and outputs of plain and copy models read and score alike.
 
     Returns:
         For a string: a list of `num_return_sequences` dicts (best first), each with
@@ -236,7 +238,8 @@ class RNNSeq2SeqPipeline(Pipeline):
                     skip_special_tokens=skip_special_tokens,
                 )
             else:
-                texts = self.tokenizer.batch_decode(
+                texts = batch_decode_keeping_unknown(  # `<unk>` kept, as for copy models
+                    self.tokenizer,
                     output_ids,
                     skip_special_tokens=skip_special_tokens,
                     clean_up_tokenization_spaces=clean_up_tokenization_spaces,

@@ -54,6 +54,7 @@ from hf_rnn_seq2seq import (
     DataCollatorForCopySeq2Seq,
     RNNSeq2SeqConfig,
     RNNSeq2SeqForConditionalGeneration,
+    batch_decode_keeping_unknown,
     batch_decode_with_source_oovs,
     prepare_copy_inputs,
 )
@@ -362,7 +363,7 @@ def main(argv=None):
                     tokenizer, sequences, datasets[split]["source_oovs"], config.vocab_size
                 )
             ]
-        return [t.strip() for t in tokenizer.batch_decode(sequences, skip_special_tokens=True)]
+        return [t.strip() for t in batch_decode_keeping_unknown(tokenizer, sequences)]  # `<unk>` kept, as above
 
     def compute_metrics(prediction):
         split = decoding["split"]

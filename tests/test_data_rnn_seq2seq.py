@@ -10,6 +10,7 @@ from transformers import DataCollatorForSeq2Seq, PreTrainedTokenizerFast
 from hf_rnn_seq2seq import RNNSeq2SeqConfig
 from hf_rnn_seq2seq.data_rnn_seq2seq import (
     DataCollatorForCopySeq2Seq,
+    batch_decode_keeping_unknown,
     batch_decode_with_source_oovs,
     decode_with_source_oovs,
     prepare_copy_inputs,
@@ -367,6 +368,15 @@ def test_decode_matches_tokenizer_decode_on_plain_ids(tok):
     ids = [4, 6, 8, 0, 2, 0]
     assert decode_with_source_oovs(tok, ids, [], V) == tok.decode(ids, skip_special_tokens=True) == "the cat sat"
     assert decode_with_source_oovs(tok, ids, [], V, skip_special_tokens=False) == tok.decode(ids)
+
+
+def test_plain_decoding_keeps_the_unknown_token_like_copy_decoding(tok):
+    """Outputs of models with and without copy are decoded by one rule: specials dropped, `<unk>` kept."""
+    rows = [[BOS, 4, UNK, 8, EOS, PAD], [5, 7, EOS, PAD, PAD, PAD]]
+    plain = batch_decode_keeping_unknown(tok, torch.tensor(rows))
+    assert plain == ["the <unk> sat", "a dog"] == batch_decode_with_source_oovs(tok, rows, [[], []], V)
+    assert tok.batch_decode(rows, skip_special_tokens=True)[0] == "the sat"  # what it replaces: the miss hidden
+    assert batch_decode_keeping_unknown(tok, rows, skip_special_tokens=False) == tok.batch_decode(rows)
 
 
 def test_decode_special_cases(tok):

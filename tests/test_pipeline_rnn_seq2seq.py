@@ -113,6 +113,15 @@ def test_copy_model_writes_source_oov_words(tokenizer):
     assert beams[0] == {"generated_text": "Zorb Zorb Zorb"} and len(beams) == 2
 
 
+def test_plain_model_outputs_keep_the_unknown_token(saved, tokenizer):
+    """As a copy model's outputs do: `<unk>` marks a word the model could not spell (not silently dropped)."""
+    generator = RNNSeq2SeqPipeline(model=saved[1], tokenizer=tokenizer, device="cpu")
+    unk, eos, bos = tokenizer.unk_token_id, tokenizer.eos_token_id, tokenizer.bos_token_id
+    word = tokenizer.convert_tokens_to_ids(WORDS[0])
+    records = generator.postprocess({"output_ids": torch.tensor([[[bos, word, unk, eos]]])})
+    assert records == [{"generated_text": f"{WORDS[0]} <unk>"}]
+
+
 def test_saved_pipeline_folder(saved, tokenizer, tmp_path):
     _, model = saved
     generator = RNNSeq2SeqPipeline(model=model, tokenizer=tokenizer, device="cpu")
