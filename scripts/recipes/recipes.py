@@ -244,6 +244,8 @@ def _runs() -> list[Run]:
             evaluate=["--num_beams", "5", "--bleu_tokenize", "zh", "--perplexity"],
             group="tatoeba-en-zh",
             card="tatoeba-en-zh",
+            caveat="Trained while two other runs shared the machine's two cores: its time and tokens/s are about a "
+            "third slower than with one neighbour run (as the Multi30k model was timed).",
             summary="English subwords → Chinese characters, bidirectional LSTM + additive attention, 10 epochs, best epoch by BLEU",
         )
     )
@@ -592,6 +594,11 @@ def _seeds(values: list[float], digits: int = 1) -> str:
     return f"{statistics.mean(values):.{digits}f} ({' / '.join(f'{v:.{digits}f}' for v in values)})"
 
 
+def _earlier(run: Run) -> list[Run]:
+    """The runs that `run` continues (its `init_from`, and theirs), first first."""
+    return [*_earlier(RUNS[run.init_from]), RUNS[run.init_from]] if run.init_from else []
+
+
 def _time(seconds: float | None) -> str:
     return "–" if seconds is None else f"{seconds / 60:.0f} min"
 
@@ -633,6 +640,11 @@ def write_card(run: Run, result: dict, output_root: Path, cards_dir: Path) -> Pa
         f"{run.name} --data_dir $DATA` makes this model again: `scripts/train.py` as below, then "
         "`scripts/evaluate_model.py` on the validation file."
     )
+    if result["earlier"]:
+        before = ", then ".join(f"`{name}` ({_time(seconds)})" for name, seconds in result["earlier"])
+        training += (
+            f" This phase continues {before}: the recipe runs {'it' if len(result['earlier']) == 1 else 'them'} first."
+        )
     for name in run.also_evaluate:
         other = json.loads((output / f"validation-{name}" / "metrics.json").read_text())
         reported |= {f"validation_{k}_{name}": other[k] for k in ("bleu", "bleu_lowercase", "chrf") if k in other}
@@ -680,6 +692,10 @@ def report(output_root: Path, cards_dir: Path) -> str:
     import hf_rnn_seq2seq  # noqa: F401  (the saved folders' AutoTokenizer/AutoModel classes, without remote code)
 
     results = {name: collect(run, output_root) for name, run in RUNS.items()}
+    for run in RUNS.values():  # the training time of the runs a run continues (init_from), for its total
+        earlier = [r for r in _earlier(run) if results[r.name]]
+        if results[run.name]:
+            results[run.name]["earlier"] = [(r.name, results[r.name]["train_runtime"]) for r in earlier]
     done = [run for run in RUNS.values() if results[run.name]]
     lines = [
         "# Results of the recipes",
@@ -714,7 +730,8 @@ def report(output_root: Path, cards_dir: Path) -> str:
                 _f(m["bleu_lowercase"]),
                 _f(m["chrf"]),
                 " / ".join(_percent(m.get(k)) for k in ("rouge1", "rouge2", "rougeL")) if "rouge1" in m else "–",
-                _time(r["train_runtime"]),
+                _time(r["train_runtime"] + sum(seconds for _, seconds in r["earlier"]))
+                + (f" ({len(r['earlier']) + 1} phases)" if r["earlier"] else ""),
                 f"{r['target_tokens_per_second']:.0f}",
             ]
             for run in headline
