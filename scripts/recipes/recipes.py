@@ -693,9 +693,9 @@ def report(output_root: Path, cards_dir: Path) -> str:
 
     results = {name: collect(run, output_root) for name, run in RUNS.items()}
     for run in RUNS.values():  # the training time of the runs a run continues (init_from), for its total
-        earlier = [r for r in _earlier(run) if results[r.name]]
         if results[run.name]:
-            results[run.name]["earlier"] = [(r.name, results[r.name]["train_runtime"]) for r in earlier]
+            earlier = [(r.name, results[r.name]["train_runtime"]) for r in _earlier(run) if results[r.name]]
+            results[run.name]["earlier"] = earlier
     done = [run for run in RUNS.values() if results[run.name]]
     lines = [
         "# Results of the recipes",
