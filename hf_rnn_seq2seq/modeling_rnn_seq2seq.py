@@ -40,7 +40,14 @@ from transformers.utils import logging
 
 from .configuration_rnn_seq2seq import RNNSeq2SeqConfig
 from .quantization_rnn_seq2seq import dequantize, quantize_dynamic_int8
-from .recurrence_rnn_seq2seq import RecurrenceSpec, _gru_cell, _lstm_cell, run_input_feeding  # noqa: F401
+from .recurrence_rnn_seq2seq import (  # noqa: F401
+    RecurrenceSpec,
+    _gru_cell,
+    _lstm_cell,
+    run_encoder_lstm,
+    run_input_feeding,
+    uses_encoder_lstm,
+)
 
 logger = logging.get_logger(__name__)
 
@@ -376,14 +383,19 @@ class RNNSeq2SeqEncoder(nn.Module):
             mask = _check_source_mask(attention_mask, batch_size, source_length)
 
         embeds = self.dropout(self.embed_tokens(input_ids))  # (B, S, E)
-        self.rnn.flatten_parameters()  # cuDNN wants one contiguous weight chunk (a no-op on CPU)
         lengths = mask.sum(dim=1)  # (B,)
+        # Each row's real tokens in reading order: order[b, :lengths[b]] (a no-op for right padding).
+        order = torch.argsort((~mask).to(torch.int8), dim=1, stable=True)  # (B, S)
         if bool((lengths == source_length).all()):
+            self.rnn.flatten_parameters()  # cuDNN wants one contiguous weight chunk (a no-op on CPU)
             states, final = self.rnn(embeds)  # (B, S, He)
+        elif uses_encoder_lstm(self.rnn, embeds):
+            # Training on CPU: the packed LSTM with a hand-written backward (see recurrence_rnn_seq2seq.py).
+            states, final = run_encoder_lstm(self.rnn, embeds, order, lengths)  # (B, S, He)
         else:
-            # Packing needs each row's real tokens first: move them to the front (a no-op for right padding),
-            # run the packed RNN, then put every output back at its token's original position.
-            order = torch.argsort((~mask).to(torch.int8), dim=1, stable=True)  # (B, S)
+            # Packing needs each row's real tokens first: move them to the front, run the packed RNN, then put
+            # every output back at its token's original position.
+            self.rnn.flatten_parameters()
             front = embeds.gather(1, order.unsqueeze(-1).expand_as(embeds))  # (B, S, E)
             packed = nn.utils.rnn.pack_padded_sequence(front, lengths.cpu(), batch_first=True, enforce_sorted=False)
             packed_states, final = self.rnn(packed)

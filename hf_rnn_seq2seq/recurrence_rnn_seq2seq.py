@@ -340,3 +340,168 @@ def run_input_feeding(spec: RecurrenceSpec, embed_gates, hidden, cell, input_fee
         if any(x is not None and x.requires_grad for x in (*tensors, *weights)):
             return InputFeedingRecurrence.apply(spec, *tensors, *weights)
     return _run(spec, *tensors)
+
+
+# ---------------------------------------------------------------------------------------------------------------------
+# The encoder's LSTM on CPU, with a hand-written backward.
+#
+# torch runs an LSTM over sequences of different lengths (a PackedSequence) on CPU with its generic per-step loop:
+# every step narrows the precomputed input gates, and autograd answers each narrow with a zero tensor the size of ALL
+# gates plus an add, so the backward grows with S². `EncoderLSTMLayer` runs one layer, both directions at once, in the
+# packed layout: rows sorted longest first, step t holding the n_t rows longer than t, N = Σ_t n_t slots in all. The
+# forward is the LSTM equations of the module docstring; the backward through time is written out like the decoder's:
+# per step only the product that carries the gradient to step t-1, every weight gradient one product over all N slots.
+# The result is torch's to rounding (`tests/test_recurrence_rnn_seq2seq.py`). D is the number of directions.
+# ---------------------------------------------------------------------------------------------------------------------
+
+
+class EncoderLSTMLayer(torch.autograd.Function):
+    """One LSTM layer, all directions. `x` (B, S, E) the layer's input; `index` (D, N) for each direction and slot
+    the flat position b·S + s of the token read (the reverse direction reads each row from its last real token back);
+    `batch_sizes` the n_t; `last` (B,) each sorted row's last slot; `previous` (N − n_0,) the slot of the same row one
+    step earlier, for the slots of steps t ≥ 1; `w_ih` (D, 4H, E), `w_hh` (D, 4H, H), `bias` (D, 4H) = b_ih + b_hh.
+    Returns the states at their tokens' positions (B, S, D·H), zero at padding, and the final h and c (D, B, H) of
+    the sorted rows."""
+
+    @staticmethod
+    def forward(ctx, x, index, batch_sizes, last, previous, w_ih, w_hh, bias):
+        batch_size, source_length, embedding_size = x.shape
+        directions, slots, h = index.shape[0], index.shape[1], w_hh.shape[-1]
+        x_slots = x.reshape(-1, embedding_size)[index.flatten()].view(directions, slots, embedding_size)  # (D, N, E)
+        # The input products of every step at once; step by step, each (D, n_t, 4H) slice becomes the gates' values.
+        gates = torch.baddbmm(bias.unsqueeze(1), x_slots, w_ih.transpose(1, 2))  # (D, N, 4H)
+        w_hh_t = w_hh.transpose(1, 2)  # (D, H, 4H)
+        cells = x.new_empty(directions, slots, h)  # c_t
+        tanh_cells = torch.empty_like(cells)  # tanh(c_t), kept for the backward
+        outputs = torch.empty_like(cells)  # h_t
+        start = 0
+        for t, n in enumerate(batch_sizes):
+            now, before = slice(start, start + n), slice(start - batch_sizes[t - 1], start - batch_sizes[t - 1] + n)
+            a = gates[:, now]  # (D, n, 4H)
+            if t > 0:
+                a.baddbmm_(outputs[:, before], w_hh_t)  # + W_hh h_{t-1}
+            g = torch.tanh(a[..., 2 * h : 3 * h])
+            torch.sigmoid(a, out=a)
+            a[..., 2 * h : 3 * h] = g  # a = [σ(i), σ(f), tanh(g), σ(o)]
+            if t > 0:
+                torch.mul(a[..., h : 2 * h], cells[:, before], out=cells[:, now]).addcmul_(
+                    a[..., :h], g
+                )  # c = fc + ig
+            else:
+                torch.mul(a[..., :h], g, out=cells[:, now])
+            torch.tanh(cells[:, now], out=tanh_cells[:, now])
+            torch.mul(a[..., 3 * h :], tanh_cells[:, now], out=outputs[:, now])  # h = o tanh(c)
+            start += n
+        direction_ids = torch.arange(directions, device=x.device).repeat_interleave(slots)
+        states = x.new_zeros(batch_size * source_length, directions, h)
+        states[index.flatten(), direction_ids] = outputs.view(-1, h)
+        ctx.save_for_backward(x_slots, index, last, previous, w_ih, w_hh, gates, cells, tanh_cells, outputs)
+        ctx.batch_sizes, ctx.input_shape = batch_sizes, x.shape
+        return states.view(batch_size, source_length, directions * h), outputs[:, last], cells[:, last]
+
+    @staticmethod
+    @torch.autograd.function.once_differentiable
+    def backward(ctx, d_states, d_final_hidden, d_final_cell):
+        x_slots, index, last, previous, w_ih, w_hh, acts, cells, tanh_cells, outputs = ctx.saved_tensors
+        batch_sizes, (batch_size, source_length, embedding_size) = ctx.batch_sizes, ctx.input_shape
+        directions, slots, h = outputs.shape
+        # ∂/∂h_t of every slot, gathered from the states' gradient; the loop adds the recurrent part in place.
+        if d_states is None:
+            d_h = outputs.new_zeros(outputs.shape)
+        else:
+            direction_ids = torch.arange(directions, device=outputs.device).repeat_interleave(slots)
+            d_h = d_states.reshape(-1, directions, h)[index.flatten(), direction_ids].view(outputs.shape)
+        if d_final_hidden is not None:
+            d_h[:, last] += d_final_hidden
+        # ∂/∂c_t, carried from step t+1 to step t; a row's entry waits untouched until the row's last step.
+        d_c = outputs.new_zeros(directions, batch_size, h) if d_final_cell is None else d_final_cell.clone()
+        d_gates = torch.empty_like(acts)  # (D, N, 4H) ∂/∂ pre-activations
+        end = slots
+        for t in reversed(range(len(batch_sizes))):
+            n = batch_sizes[t]
+            now = slice(end - n, end)
+            a, tanh_c, d_h_t, d_c_t, d_gate = (
+                acts[:, now],
+                tanh_cells[:, now],
+                d_h[:, now],
+                d_c[:, :n],
+                d_gates[:, now],
+            )
+            i, f, g, o = a.chunk(4, dim=-1)
+            d_i, d_f, d_g, d_o = d_gate.chunk(4, dim=-1)
+            d_c_t.addcmul_(d_h_t, o * (1 - tanh_c * tanh_c))  # h = o tanh(c)
+            torch.mul(d_c_t, g, out=d_i)
+            torch.mul(d_c_t, i, out=d_g)
+            torch.mul(d_h_t, tanh_c, out=d_o)
+            derivative = a * (1 - a)  # σ' for i, f, o
+            torch.mul(g, g, out=derivative[..., 2 * h : 3 * h]).neg_().add_(1)  # tanh' for g
+            if t > 0:
+                before = slice(end - n - batch_sizes[t - 1], end - n - batch_sizes[t - 1] + n)
+                torch.mul(d_c_t, cells[:, before], out=d_f)
+                d_gate.mul_(derivative)
+                d_c_t.mul_(f)
+                d_h[:, before].baddbmm_(d_gate, w_hh)
+            else:
+                d_f.zero_()
+                d_gate.mul_(derivative)
+            end -= n
+        # Weight gradients: one product over all slots each.
+        d_w_ih = torch.bmm(d_gates.transpose(1, 2), x_slots)
+        d_w_hh = torch.bmm(d_gates[:, batch_sizes[0] :].transpose(1, 2), outputs[:, previous])  # Σ_t ∂g_t h_{t-1}ᵀ
+        d_bias = d_gates.sum(1)
+        d_x = x_slots.new_zeros(batch_size * source_length, embedding_size)
+        d_x.index_add_(0, index.flatten(), torch.bmm(d_gates, w_ih).view(-1, embedding_size))
+        return d_x.view(batch_size, source_length, embedding_size), None, None, None, None, d_w_ih, d_w_hh, d_bias
+
+
+def uses_encoder_lstm(rnn: nn.Module, embeds: torch.Tensor) -> bool:
+    """Whether `run_encoder_lstm` replaces torch's LSTM: a float LSTM on CPU, a gradient wanted, no autocast (cuDNN
+    serves GPUs, and torch's own kernels inference)."""
+    return (
+        type(rnn) is nn.LSTM
+        and rnn.bias
+        and rnn.proj_size == 0
+        and embeds.device.type == "cpu"
+        and torch.is_grad_enabled()
+        and not torch.is_autocast_enabled("cpu")
+        and (embeds.requires_grad or rnn.weight_hh_l0.requires_grad)
+    )
+
+
+def run_encoder_lstm(rnn: nn.LSTM, embeds: torch.Tensor, order: torch.Tensor, lengths: torch.Tensor):
+    """`rnn` over `embeds` (B, S, E), row b's real tokens at the positions `order[b, :lengths[b]]` in reading order.
+    Returns what `rnn` returns on the packed rows: the states (B, S, He) at their tokens' positions (zero at padding)
+    and the final (h, c), each (Le·D, B, He/D)."""
+    batch_size, source_length, _ = embeds.shape
+    sorted_lengths, perm = lengths.sort(descending=True, stable=True)  # (B,)
+    steps = torch.arange(int(sorted_lengths[0]), device=lengths.device).unsqueeze(1)  # (P, 1), P = longest row
+    length = sorted_lengths.unsqueeze(0)  # (1, B)
+    valid = steps < length  # (P, B): slot (t, j) exists, time-major like a PackedSequence
+    reads = [steps.expand_as(valid)]  # forward: the row's tokens in order
+    if rnn.bidirectional:
+        reads.append((length - 1 - steps).clamp(min=0))  # reverse: from the last real token back
+    rows = order[perm]  # (B, S), sorted rows
+    index = torch.stack(
+        [rows.gather(1, r.t()).t()[valid] + perm.expand_as(valid)[valid] * source_length for r in reads]
+    )
+    slot = torch.full(valid.shape, -1, dtype=torch.long, device=valid.device)
+    slot[valid] = torch.arange(int(valid.sum()), device=valid.device)  # (P, B) slot number of (t, j)
+    previous = slot[:-1][valid[1:]]  # for the slots of steps t ≥ 1, the row's slot at t - 1
+    last = slot[sorted_lengths - 1, torch.arange(batch_size, device=valid.device)]  # (B,)
+    batch_sizes = valid.sum(1).tolist()
+    restore = torch.empty_like(perm)
+    restore[perm] = torch.arange(batch_size, device=perm.device)
+    x, finals = embeds, []
+    suffixes = ["", "_reverse"][: len(reads)]
+    for k in range(rnn.num_layers):
+        if k > 0:
+            x = F.dropout(x, rnn.dropout, rnn.training)  # nn.LSTM's dropout between layers
+        w_ih, w_hh = (
+            torch.stack([getattr(rnn, f"{name}_l{k}{s}") for s in suffixes]) for name in ("weight_ih", "weight_hh")
+        )
+        bias = torch.stack([getattr(rnn, f"bias_ih_l{k}{s}") + getattr(rnn, f"bias_hh_l{k}{s}") for s in suffixes])
+        x, hidden, cell = EncoderLSTMLayer.apply(x, index, batch_sizes, last, previous, w_ih, w_hh, bias)
+        finals.append((hidden[:, restore], cell[:, restore]))  # (D, B, H) in the batch's order
+    final_hidden = torch.cat([hidden for hidden, _ in finals])  # (Le·D, B, H)
+    final_cell = torch.cat([cell for _, cell in finals])
+    return x, (final_hidden, final_cell)

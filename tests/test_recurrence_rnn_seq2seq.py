@@ -6,7 +6,13 @@ import pytest
 import torch
 
 from hf_rnn_seq2seq import modeling_rnn_seq2seq
-from hf_rnn_seq2seq.recurrence_rnn_seq2seq import InputFeedingRecurrence, RecurrenceSpec, _run
+from hf_rnn_seq2seq.recurrence_rnn_seq2seq import (
+    InputFeedingRecurrence,
+    RecurrenceSpec,
+    _run,
+    run_encoder_lstm,
+    uses_encoder_lstm,
+)
 
 from .conftest import make_batch, tiny_model
 
@@ -143,3 +149,112 @@ def test_no_graph_is_built_without_gradients():
     with torch.no_grad():
         out = model(**batch)
     assert out.logits.grad_fn is None
+
+
+# ---------------------------------------------------------------------------------------------------------------------
+# The encoder's LSTM with a hand-written backward (`run_encoder_lstm`) against torch's packed LSTM.
+# ---------------------------------------------------------------------------------------------------------------------
+
+
+class _torch_lstm_only:
+    """Within it, the encoder runs torch's own LSTM (the path of inference and GPUs)."""
+
+    def __enter__(self):
+        self._saved = modeling_rnn_seq2seq.uses_encoder_lstm
+        modeling_rnn_seq2seq.uses_encoder_lstm = lambda rnn, embeds: False
+
+    def __exit__(self, *exc):
+        modeling_rnn_seq2seq.uses_encoder_lstm = self._saved
+
+
+@pytest.mark.parametrize(
+    "bidirectional,layers,padding_side,lengths",
+    [
+        (True, 1, "right", [7, 3, 1, 7, 5]),
+        (True, 1, "left", [2, 7, 6, 4, 7]),
+        (False, 1, "right", [4, 7, 2, 7, 1]),
+        (True, 2, "right", [7, 3, 1, 7, 5]),
+        (False, 3, "left", [5, 1, 7, 7, 3]),
+        (True, 1, "right", [7, 7, 6, 7, 7]),  # one padded row
+        (True, 2, "left", [1, 2, 1, 1, 1]),  # rows of one step
+    ],
+)
+def test_encoder_lstm_equals_torch(bidirectional, layers, padding_side, lengths):
+    """States, final states and every gradient (input and weights) are torch's packed LSTM's, in float64."""
+    model = tiny_model(bidirectional_encoder=bidirectional, encoder_layers=layers).double().train()
+    model.model.encoder.dropout.p = 0.0
+    model.model.encoder.rnn.dropout = 0.0  # the layers' dropout masks cannot be shared between the two paths
+    encoder = model.model.encoder
+    lengths = torch.tensor(lengths)
+    source_length = int(lengths.max())
+    g = torch.Generator().manual_seed(3)
+    input_ids = torch.randint(4, encoder.config.vocab_size, (len(lengths), source_length), generator=g)
+    positions = torch.arange(source_length)
+    if padding_side == "right":
+        mask = positions[None, :] < lengths[:, None]
+    else:
+        mask = positions[None, :] >= source_length - lengths[:, None]
+    input_ids = input_ids.masked_fill(~mask, 0)
+
+    def run(reference):
+        encoder.zero_grad()
+        if reference:
+            with _torch_lstm_only():
+                out = encoder(input_ids, mask.long())
+        else:
+            out = encoder(input_ids, mask.long())
+            assert type(out.last_hidden_state.grad_fn).__name__ == "EncoderLSTMLayerBackward"
+        g = torch.Generator().manual_seed(5)
+        tensors = [out.last_hidden_state, out.final_hidden_state, out.final_cell_state]
+        loss = sum((x * torch.randn(x.shape, generator=g, dtype=x.dtype)).sum() for x in tensors)
+        loss.backward()
+        grads = {name: p.grad.clone() for name, p in encoder.named_parameters()}
+        return [x.detach() for x in tensors], grads
+
+    (mine, my_grads), (theirs, their_grads) = run(False), run(True)
+    for a, b in zip(mine, theirs, strict=True):
+        torch.testing.assert_close(a, b, rtol=0, atol=1e-12)
+    assert (mine[0][~mask] == 0).all()  # padding states are zero
+    assert my_grads.keys() == their_grads.keys()
+    for name in their_grads:
+        torch.testing.assert_close(my_grads[name], their_grads[name], rtol=0, atol=1e-12, msg=name)
+
+
+class _EncoderLSTM(torch.nn.Module):
+    def __init__(self, rnn):
+        super().__init__()
+        self.rnn = rnn
+
+    def forward(self, x, order, lengths):
+        return run_encoder_lstm(self.rnn, x, order, lengths)
+
+
+def test_encoder_lstm_gradcheck():
+    """Finite differences through `run_encoder_lstm` (two layers, both directions, left padding), for the input and
+    every weight."""
+    torch.manual_seed(0)
+    module = _EncoderLSTM(torch.nn.LSTM(3, 2, num_layers=2, bidirectional=True, batch_first=True).double())
+    mask = torch.tensor([[0, 1, 1, 1], [1, 1, 1, 1], [0, 0, 0, 1]], dtype=torch.bool)
+    order = torch.argsort((~mask).to(torch.int8), dim=1, stable=True)
+    embeds = torch.randn(3, 4, 3, dtype=torch.double, requires_grad=True)
+    names = [name for name, _ in module.named_parameters()]
+
+    def loss(x, *params):
+        parameters = dict(zip(names, params, strict=True))
+        states, (h, c) = torch.func.functional_call(module, parameters, (x, order, mask.sum(1)))
+        return states.sin().sum() + (h * c).sum()
+
+    params = [p.detach().clone().requires_grad_() for p in module.parameters()]
+    assert torch.autograd.gradcheck(loss, (embeds, *params), eps=1e-6, atol=1e-6)
+
+
+def test_encoder_lstm_only_when_training_on_cpu():
+    """Inference, autocast and GRUs keep torch's own kernels."""
+    model = tiny_model()
+    embeds = torch.zeros(2, 3, model.config.embedding_size)
+    assert uses_encoder_lstm(model.model.encoder.rnn, embeds)
+    with torch.no_grad():
+        assert not uses_encoder_lstm(model.model.encoder.rnn, embeds)
+    with torch.autocast("cpu", dtype=torch.bfloat16):
+        assert not uses_encoder_lstm(model.model.encoder.rnn, embeds)
+    assert not uses_encoder_lstm(tiny_model(cell_type="gru").model.encoder.rnn, embeds)
