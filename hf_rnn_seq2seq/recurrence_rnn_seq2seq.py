@@ -1,5 +1,6 @@
 # Copyright 2026 The hf-rnn-seq2seq authors. Licensed under the Apache License, Version 2.0.
-"""The decoder's input-feeding recurrence (Luong et al. 2015, §3.3), step by step, with a hand-written backward.
+"""Recurrences with a hand-written backward: the decoder's input-feeding loop (Luong et al. 2015, §3.3) and, at the
+end of this file, the encoder's LSTM over packed rows on CPU.
 
 With input feeding, step t of the decoder reads h̃_{t-1}, the attentional vector of step t-1, so the T steps of a
 target cannot run as one RNN call: they loop. Left to autograd, the loop's backward is a few hundred small nodes per
@@ -384,9 +385,8 @@ class EncoderLSTMLayer(torch.autograd.Function):
             torch.sigmoid(a, out=a)
             a[..., 2 * h : 3 * h] = g  # a = [σ(i), σ(f), tanh(g), σ(o)]
             if t > 0:
-                torch.mul(a[..., h : 2 * h], cells[:, before], out=cells[:, now]).addcmul_(
-                    a[..., :h], g
-                )  # c = fc + ig
+                c = torch.mul(a[..., h : 2 * h], cells[:, before], out=cells[:, now])  # c = f c_{t-1} + i g
+                c.addcmul_(a[..., :h], g)
             else:
                 torch.mul(a[..., :h], g, out=cells[:, now])
             torch.tanh(cells[:, now], out=tanh_cells[:, now])
@@ -420,13 +420,8 @@ class EncoderLSTMLayer(torch.autograd.Function):
         for t in reversed(range(len(batch_sizes))):
             n = batch_sizes[t]
             now = slice(end - n, end)
-            a, tanh_c, d_h_t, d_c_t, d_gate = (
-                acts[:, now],
-                tanh_cells[:, now],
-                d_h[:, now],
-                d_c[:, :n],
-                d_gates[:, now],
-            )
+            a, tanh_c, d_h_t, d_gate = acts[:, now], tanh_cells[:, now], d_h[:, now], d_gates[:, now]
+            d_c_t = d_c[:, :n]  # the running rows are the first n
             i, f, g, o = a.chunk(4, dim=-1)
             d_i, d_f, d_g, d_o = d_gate.chunk(4, dim=-1)
             d_c_t.addcmul_(d_h_t, o * (1 - tanh_c * tanh_c))  # h = o tanh(c)
