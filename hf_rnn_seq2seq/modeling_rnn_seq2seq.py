@@ -567,12 +567,6 @@ class RNNSeq2SeqDecoder(nn.Module):
         c_t, c^t (each (B, T, ·)), the final state and c^T."""
         batch_size, steps, emb_size = embeds.shape
         rnn = self.rnn
-        # Layer 0's input is [emb(y_t); h̃_{t-1}], so W_ih · x = W_e · emb(y_t) + W_f · h̃_{t-1}: the first half for all
-        # steps at once.
-        if self.int8_gates:
-            embed_gates = self.int8_gates["embed", 0](embeds)  # (B, T, G·H)
-        else:
-            embed_gates = F.linear(embeds, rnn.weight_ih_l0[:, :emb_size], rnn.bias_ih_l0)  # (B, T, G·H)
         feed_mask = layer_masks = None
         if self.training and self.dropout.p > 0:  # one mask for all steps: h̃_t's dropout
             feed_mask = F.dropout(embeds.new_ones(batch_size, steps, self.config.hidden_size), self.dropout.p)
@@ -583,6 +577,12 @@ class RNNSeq2SeqDecoder(nn.Module):
         spec = RecurrenceSpec(
             rnn, self.attention, emb_size, padding_mask, feed_mask, layer_masks, self.use_coverage, self.int8_gates
         )
+        # Layer 0's input is [emb(y_t); h̃_{t-1}], so W_ih · x = W_e · emb(y_t) + W_f · h̃_{t-1}: the first half for all
+        # steps at once.
+        if self.int8_gates:
+            embed_gates = self.int8_gates["embed", 0](embeds)  # (B, T, G·H)
+        else:
+            embed_gates = F.linear(embeds, rnn.weight_ih_l0[:, :emb_size], spec.embed_gate_bias())  # (B, T, G·H)
         query, attentional, weights, context, coverages, hidden, cell, coverage = run_input_feeding(
             spec, embed_gates, state[0], state[1] if self.is_lstm else None, input_feed, coverage, attention_keys,
             encoder_states,

@@ -29,9 +29,9 @@ import torch.nn.functional as F
 from torch import nn
 
 
-def _lstm_cell(input_gates, hidden_gates, cell):
-    """One LSTM step from precomputed gate pre-activations (torch's gate order i, f, g, o)."""
-    i, f, g, o = (input_gates + hidden_gates).chunk(4, dim=-1)
+def _lstm_cell(gates, cell):
+    """One LSTM step from the gates' pre-activations W_ih x + b_ih + W_hh h + b_hh (torch's gate order i, f, g, o)."""
+    i, f, g, o = gates.chunk(4, dim=-1)
     cell = torch.sigmoid(f) * cell + torch.sigmoid(i) * torch.tanh(g)
     return torch.sigmoid(o) * torch.tanh(cell), cell
 
@@ -64,17 +64,29 @@ class RecurrenceSpec:
         return isinstance(self.rnn, nn.LSTM)
 
     @property
+    def folds_hidden_bias(self) -> bool:
+        """Float LSTM: b_hh of layer 0 is added with b_ih before the loop (`embed_gate_bias`), and each step's
+        products accumulate into one tensor (addmm), with no separate sums of gate tensors."""
+        return self.is_lstm and self.int8_gates is None
+
+    def embed_gate_bias(self) -> torch.Tensor:
+        """The bias of the embedding half of layer 0's products, computed for all steps before the loop."""
+        return self.rnn.bias_ih_l0 + self.rnn.bias_hh_l0 if self.folds_hidden_bias else self.rnn.bias_ih_l0
+
+    @property
     def feed_weight(self) -> torch.Tensor:
         """W_f (G·H, H): the input-feed half of layer 0's W_ih."""
         return self.rnn.weight_ih_l0[:, self.embedding_size :]
 
     def rnn_weights(self) -> list[torch.Tensor]:
-        """Layer 0: W_f, W_hh, b_hh; layer k > 0: W_ih, b_ih, W_hh, b_hh."""
+        """Layer 0: W_f, W_hh (and b_hh unless `folds_hidden_bias`); layer k > 0: W_ih, b_ih, W_hh, b_hh."""
         rnn, weights = self.rnn, [self.feed_weight]
         for k in range(rnn.num_layers):
             if k > 0:
                 weights += [getattr(rnn, f"weight_ih_l{k}"), getattr(rnn, f"bias_ih_l{k}")]
-            weights += [getattr(rnn, f"weight_hh_l{k}"), getattr(rnn, f"bias_hh_l{k}")]
+            weights.append(getattr(rnn, f"weight_hh_l{k}"))
+            if k > 0 or not self.folds_hidden_bias:
+                weights.append(getattr(rnn, f"bias_hh_l{k}"))
         return weights
 
     def attention_weights(self) -> list[torch.Tensor]:
@@ -89,12 +101,16 @@ class RecurrenceSpec:
 
 
 def _run(spec: RecurrenceSpec, embed_gates, hidden, cell, input_feed, coverage, keys, values, saved=None):
-    """The forward loop. `embed_gates` (B, T, G·H) = W_e · emb(y_t) + b_ih of layer 0 for every step; `hidden` and
+    """The forward loop. `embed_gates` (B, T, G·H) = W_e · emb(y_t) + `spec.embed_gate_bias()` for every step; `hidden` and
     `cell` (L, B, H) the state before step 0, `input_feed` (B, H) h̃_{-1}, `coverage` (B, S) c^0, `keys` (B, S, H) from
     `attention.project_keys`, `values` (B, S, He) the encoder states. With `saved` (a dict), keeps what the backward
     needs. Returns s_t, h̃_t (after dropout), a_t, c_t, c^t (each (B, T, ·)), the final h and c (L, B, H), c^T."""
-    rnn, layers, int8 = spec.rnn, spec.rnn.num_layers, spec.int8_gates
+    rnn, layers, int8, fold = spec.rnn, spec.rnn.num_layers, spec.int8_gates, spec.folds_hidden_bias
     w_feed = spec.feed_weight  # (G·H, H)
+    # Generation owns `embed_gates` (made for this call) and records no graph: the products accumulate into it.
+    in_place = fold and saved is None and not torch.is_grad_enabled()
+    if fold:  # layers above the first: b_ih + b_hh, once per call
+        biases = [None] + [getattr(rnn, f"bias_ih_l{k}") + getattr(rnn, f"bias_hh_l{k}") for k in range(1, layers)]
     hidden, cell = list(hidden.unbind(0)), (list(cell.unbind(0)) if spec.is_lstm else None)  # L × (B, H)
     outputs = {name: [] for name in ("query", "attentional", "weights", "context", "coverage")}
     gates = [[] for _ in range(layers)]  # per layer, per step: pre-activations (LSTM) or (input, hidden) gates (GRU)
@@ -102,22 +118,34 @@ def _run(spec: RecurrenceSpec, embed_gates, hidden, cell, input_feed, coverage, 
     for t, step_gates in enumerate(embed_gates.unbind(1)):  # T × (B, G·H)
         x = None
         for k in range(layers):
-            if k == 0:
-                feed = int8["feed", 0](input_feed) if int8 else F.linear(input_feed, w_feed)
-                input_gates = step_gates + feed  # (B, G·H)
-            else:
-                if spec.layer_masks is not None:
-                    x = x * spec.layer_masks[k - 1, :, t]  # nn.LSTM/GRU's dropout between layers
-                w_ih, b_ih = getattr(rnn, f"weight_ih_l{k}"), getattr(rnn, f"bias_ih_l{k}")
-                input_gates = int8["input", k](x) if int8 else F.linear(x, w_ih, b_ih)
+            if k > 0 and spec.layer_masks is not None:
+                x = x * spec.layer_masks[k - 1, :, t]  # nn.LSTM/GRU's dropout between layers
             w_hh, b_hh = getattr(rnn, f"weight_hh_l{k}"), getattr(rnn, f"bias_hh_l{k}")
-            hidden_gates = int8["hidden", k](hidden[k]) if int8 else F.linear(hidden[k], w_hh, b_hh)
-            if spec.is_lstm:
-                hidden[k], cell[k] = _lstm_cell(input_gates, hidden_gates, cell[k])
+            if fold:  # W_ih x + W_hh h + b, accumulated in one (B, 4H) tensor
+                if k == 0:  # (W_e emb + b) + W_f h̃_{t-1}; without autograd, in the step's own gates (no copy)
+                    pre = (
+                        step_gates.addmm_(input_feed, w_feed.t())
+                        if in_place
+                        else torch.addmm(step_gates, input_feed, w_feed.t())
+                    )
+                else:
+                    pre = torch.addmm(biases[k], x, getattr(rnn, f"weight_ih_l{k}").t())
+                hidden[k], cell[k] = _lstm_cell(pre.addmm_(hidden[k], w_hh.t()), cell[k])
             else:
-                hidden[k] = _gru_cell(input_gates, hidden_gates, hidden[k])
+                if k == 0:
+                    feed = int8["feed", 0](input_feed) if int8 else F.linear(input_feed, w_feed)
+                    input_gates = step_gates + feed  # (B, G·H)
+                else:
+                    w_ih, b_ih = getattr(rnn, f"weight_ih_l{k}"), getattr(rnn, f"bias_ih_l{k}")
+                    input_gates = int8["input", k](x) if int8 else F.linear(x, w_ih, b_ih)
+                hidden_gates = int8["hidden", k](hidden[k]) if int8 else F.linear(hidden[k], w_hh, b_hh)
+                if spec.is_lstm:
+                    pre = input_gates + hidden_gates
+                    hidden[k], cell[k] = _lstm_cell(pre, cell[k])
+                else:
+                    hidden[k] = _gru_cell(input_gates, hidden_gates, hidden[k])
             if saved is not None:
-                gates[k].append(input_gates + hidden_gates if spec.is_lstm else (input_gates, hidden_gates))
+                gates[k].append(pre if spec.is_lstm else (input_gates, hidden_gates))
                 states[k].append((hidden[k], cell[k]) if spec.is_lstm else (hidden[k],))
             x = hidden[k]
         query = x.unsqueeze(1)  # (B, 1, H)
@@ -316,7 +344,9 @@ class InputFeedingRecurrence(torch.autograd.Function):
                 if layer_masks is not None:
                     x = x * time_major(layer_masks[k - 1])
                 grads += [dg.t() @ x, dg.sum(0)]  # W_ih, b_ih
-            grads += [dhg.t() @ h_prevs, dhg.sum(0)]  # W_hh, b_hh
+            grads.append(dhg.t() @ h_prevs)  # W_hh
+            if k > 0 or not spec.folds_hidden_bias:
+                grads.append(dhg.sum(0))  # b_hh
         d_pre_rows = rows(d_pre)  # (T·B, H)
         grads.append(d_pre_rows.t() @ time_major(torch.cat([context, query], dim=-1)))  # W_c
         if kind == "additive":
