@@ -30,10 +30,14 @@ from torch import nn
 
 
 def _lstm_cell(gates, cell):
-    """One LSTM step from the gates' pre-activations W_ih x + b_ih + W_hh h + b_hh (torch's gate order i, f, g, o)."""
-    i, f, g, o = gates.chunk(4, dim=-1)
-    cell = torch.sigmoid(f) * cell + torch.sigmoid(i) * torch.tanh(g)
-    return torch.sigmoid(o) * torch.tanh(cell), cell
+    """One LSTM step from the gates' pre-activations W_ih x + b_ih + W_hh h + b_hh (torch's gate order i, f, g, o).
+    Returns h, c and what the backward reuses: (σ of all four gates, of which the g slot is unused; tanh(g); tanh(c))."""
+    h = gates.shape[-1] // 4
+    sigmoids = torch.sigmoid(gates)  # σ(i), σ(f), ·, σ(o)
+    g = torch.tanh(gates[..., 2 * h : 3 * h])
+    cell = torch.addcmul(sigmoids[..., h : 2 * h] * cell, sigmoids[..., :h], g)  # c = σ(f) c + σ(i) tanh(g)
+    tanh_cell = torch.tanh(cell)
+    return sigmoids[..., 3 * h :] * tanh_cell, cell, (sigmoids, g, tanh_cell)
 
 
 def _gru_cell(input_gates, hidden_gates, hidden):
@@ -113,7 +117,7 @@ def _run(spec: RecurrenceSpec, embed_gates, hidden, cell, input_feed, coverage, 
         biases = [None] + [getattr(rnn, f"bias_ih_l{k}") + getattr(rnn, f"bias_hh_l{k}") for k in range(1, layers)]
     hidden, cell = list(hidden.unbind(0)), (list(cell.unbind(0)) if spec.is_lstm else None)  # L × (B, H)
     outputs = {name: [] for name in ("query", "attentional", "weights", "context", "coverage")}
-    gates = [[] for _ in range(layers)]  # per layer, per step: pre-activations (LSTM) or (input, hidden) gates (GRU)
+    gates = [[] for _ in range(layers)]  # per layer, per step: activations (LSTM) or (input, hidden) gates (GRU)
     states = [[] for _ in range(layers)]  # per layer, per step: h (and c) after the step
     for t, step_gates in enumerate(embed_gates.unbind(1)):  # T × (B, G·H)
         x = None
@@ -130,7 +134,7 @@ def _run(spec: RecurrenceSpec, embed_gates, hidden, cell, input_feed, coverage, 
                     )
                 else:
                     pre = torch.addmm(biases[k], x, getattr(rnn, f"weight_ih_l{k}").t())
-                hidden[k], cell[k] = _lstm_cell(pre.addmm_(hidden[k], w_hh.t()), cell[k])
+                hidden[k], cell[k], activations = _lstm_cell(pre.addmm_(hidden[k], w_hh.t()), cell[k])
             else:
                 if k == 0:
                     feed = int8["feed", 0](input_feed) if int8 else F.linear(input_feed, w_feed)
@@ -140,12 +144,11 @@ def _run(spec: RecurrenceSpec, embed_gates, hidden, cell, input_feed, coverage, 
                     input_gates = int8["input", k](x) if int8 else F.linear(x, w_ih, b_ih)
                 hidden_gates = int8["hidden", k](hidden[k]) if int8 else F.linear(hidden[k], w_hh, b_hh)
                 if spec.is_lstm:
-                    pre = input_gates + hidden_gates
-                    hidden[k], cell[k] = _lstm_cell(pre, cell[k])
+                    hidden[k], cell[k], activations = _lstm_cell(input_gates + hidden_gates, cell[k])
                 else:
                     hidden[k] = _gru_cell(input_gates, hidden_gates, hidden[k])
             if saved is not None:
-                gates[k].append(pre if spec.is_lstm else (input_gates, hidden_gates))
+                gates[k].append(activations if spec.is_lstm else (input_gates, hidden_gates))
                 states[k].append((hidden[k], cell[k]) if spec.is_lstm else (hidden[k],))
             x = hidden[k]
         query = x.unsqueeze(1)  # (B, 1, H)
@@ -222,8 +225,13 @@ class InputFeedingRecurrence(torch.autograd.Function):
         d_h = [zeros(batch_size, hidden_size) if d_hidden is None else d_hidden[k].clone() for k in range(layers)]
         d_c = [zeros(batch_size, hidden_size) if d_cell is None else d_cell[k].clone() for k in range(layers)]
         d_cov = zeros(coverages.shape[0], coverages.shape[2]) if d_coverage is None else d_coverage.clone()  # (B, S)
-        # Per-step gradients, stacked after the loop for the weight gradients.
-        d_gates = [[None] * steps for _ in range(layers)]  # input-side gate gradients (B, G·H)
+        # Per-step gradients, stacked after the loop for the weight gradients. LSTM: written into one (T, B, 4H)
+        # tensor per layer.
+        if lstm:
+            d_gates = [zeros(steps, batch_size, w_hh[k].shape[0]) for k in range(layers)]
+            w_hh_feed = torch.cat([w_hh[0], w_feed], dim=1)  # (4H, 2H): ∂/∂h_{t-1} and ∂/∂h̃_{t-1} in one product
+        else:
+            d_gates = [[None] * steps for _ in range(layers)]  # input-side gate gradients (B, G·H)
         d_hidden_gates = [[None] * steps for _ in range(layers)] if not lstm else d_gates  # GRU: differ in n
         d_pre = [None] * steps  # ∂/∂(W_c [c_t; s_t]) (B, H)
         d_scores = [None] * steps  # ∂/∂scores (B, S)
@@ -282,20 +290,18 @@ class InputFeedingRecurrence(torch.autograd.Function):
             for k in reversed(range(layers)):
                 if lstm:
                     c_prev = cell0[k] if t == 0 else cast(saved["states"][k][t - 1][1])
-                    c_t = cast(saved["states"][k][t][1])
-                    i, f, g, o = cast(saved["gates"][k][t]).chunk(4, dim=-1)
-                    i, f, g, o = torch.sigmoid(i), torch.sigmoid(f), torch.tanh(g), torch.sigmoid(o)
-                    tanh_c = torch.tanh(c_t)
-                    d_c_total = d_c[k] + d_h[k] * o * (1 - tanh_c * tanh_c)
-                    d_gate = torch.cat(
-                        [
-                            d_c_total * g * i * (1 - i),
-                            d_c_total * c_prev * f * (1 - f),
-                            d_c_total * i * (1 - g * g),
-                            d_h[k] * tanh_c * o * (1 - o),
-                        ],
-                        dim=-1,
-                    )  # (B, 4H)
+                    sigmoids, g, tanh_c = map(cast, saved["gates"][k][t])
+                    i, f, _, o = sigmoids.chunk(4, dim=-1)
+                    d_c_total = torch.addcmul(d_c[k], d_h[k], o * (1 - tanh_c * tanh_c))  # h = σ(o) tanh(c)
+                    d_gate = d_gates[k][t]  # (B, 4H)
+                    d_i, d_f, d_g, d_o = d_gate.chunk(4, dim=-1)
+                    torch.mul(d_c_total, g, out=d_i)
+                    torch.mul(d_c_total, c_prev, out=d_f)
+                    torch.mul(d_c_total, i, out=d_g)
+                    torch.mul(d_h[k], tanh_c, out=d_o)
+                    derivative = sigmoids * (1 - sigmoids)  # σ' for i, f, o
+                    torch.mul(g, g, out=derivative[:, 2 * hidden_size : 3 * hidden_size]).neg_().add_(1)  # tanh'
+                    d_gate.mul_(derivative)  # ∂/∂ pre-activations
                     d_c[k] = d_c_total * f
                     d_hidden_gate = d_gate
                 else:
@@ -311,7 +317,10 @@ class InputFeedingRecurrence(torch.autograd.Function):
                     d_gate = torch.cat([d_r, d_z, d_n], dim=-1)  # (B, 3H), input side
                     d_hidden_gate = torch.cat([d_r, d_z, d_n * reset], dim=-1)  # hidden side
                     d_hidden_gates[k][t] = d_hidden_gate
-                d_through = d_hidden_gate @ w_hh[k]  # ∂/∂h_{t-1} through the gates
+                if lstm and k == 0:
+                    d_through, d_feed = (d_gate @ w_hh_feed).split(hidden_size, dim=-1)  # ∂/∂h_{t-1}, ∂/∂h̃_{t-1}
+                else:
+                    d_through = d_hidden_gate @ w_hh[k]  # ∂/∂h_{t-1} through the gates
                 d_h[k] = d_through if lstm else d_through + d_h[k] * update  # GRU: h_t = ... + z ⊙ h_{t-1}
                 d_gates[k][t] = d_gate
                 if k > 0:
@@ -319,11 +328,12 @@ class InputFeedingRecurrence(torch.autograd.Function):
                     if layer_masks is not None:
                         d_x = d_x * layer_masks[k - 1, :, t]
                     d_h[k - 1] = d_h[k - 1] + d_x
-            d_feed = d_gates[0][t] @ w_feed  # ∂/∂h̃_{t-1}
+            if not lstm:
+                d_feed = d_gates[0][t] @ w_feed  # ∂/∂h̃_{t-1}
 
         # Weight gradients: one product over all B·T rows each.
-        def rows(tensors):  # T × (B, n) -> (B·T, n), time-major
-            return torch.stack(tensors).flatten(0, 1)
+        def rows(tensors):  # T × (B, n) or (T, B, n) -> (B·T, n), time-major
+            return (tensors if torch.is_tensor(tensors) else torch.stack(tensors)).flatten(0, 1)
 
         def time_major(x):  # (B, T, n) -> (T·B, n)
             return x.transpose(0, 1).flatten(0, 1)

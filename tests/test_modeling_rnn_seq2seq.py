@@ -266,7 +266,7 @@ def test_hand_written_input_feeding_cells_are_torchs_cells(cell_type):
     hidden_gates = torch.nn.functional.linear(h[0], rnn.weight_hh_l0, rnn.bias_hh_l0)
     if cell_type == "lstm":
         expected, (h_n, c_n) = rnn(x, (h, c))
-        mine_h, mine_c = _lstm_cell(input_gates + hidden_gates, c[0])
+        mine_h, mine_c, _ = _lstm_cell(input_gates + hidden_gates, c[0])
         torch.testing.assert_close(mine_c, c_n[0])
     else:
         expected, h_n = rnn(x, h)
