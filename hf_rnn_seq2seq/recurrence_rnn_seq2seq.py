@@ -111,8 +111,10 @@ def _run(spec: RecurrenceSpec, embed_gates, hidden, cell, input_feed, coverage, 
     needs. Returns s_t, h̃_t (after dropout), a_t, c_t, c^t (each (B, T, ·)), the final h and c (L, B, H), c^T."""
     rnn, layers, int8, fold = spec.rnn, spec.rnn.num_layers, spec.int8_gates, spec.folds_hidden_bias
     w_feed = spec.feed_weight  # (G·H, H)
+    # In-place products (addmm_) are not cast by autocast, so under autocast every product is out of place.
+    autocast = torch.is_autocast_enabled(embed_gates.device.type)
     # Generation owns `embed_gates` (made for this call) and records no graph: the products accumulate into it.
-    in_place = fold and saved is None and not torch.is_grad_enabled()
+    in_place = fold and saved is None and not torch.is_grad_enabled() and not autocast
     if fold:  # layers above the first: b_ih + b_hh, once per call
         biases = [None] + [getattr(rnn, f"bias_ih_l{k}") + getattr(rnn, f"bias_hh_l{k}") for k in range(1, layers)]
     hidden, cell = list(hidden.unbind(0)), (list(cell.unbind(0)) if spec.is_lstm else None)  # L × (B, H)
@@ -134,7 +136,8 @@ def _run(spec: RecurrenceSpec, embed_gates, hidden, cell, input_feed, coverage, 
                     )
                 else:
                     pre = torch.addmm(biases[k], x, getattr(rnn, f"weight_ih_l{k}").t())
-                hidden[k], cell[k], activations = _lstm_cell(pre.addmm_(hidden[k], w_hh.t()), cell[k])
+                pre = torch.addmm(pre, hidden[k], w_hh.t()) if autocast else pre.addmm_(hidden[k], w_hh.t())
+                hidden[k], cell[k], activations = _lstm_cell(pre, cell[k])
             else:
                 if k == 0:
                     feed = int8["feed", 0](input_feed) if int8 else F.linear(input_feed, w_feed)
