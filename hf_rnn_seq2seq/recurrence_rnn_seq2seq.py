@@ -325,7 +325,8 @@ class InputFeedingRecurrence(torch.autograd.Function):
                 else:
                     d_through = d_hidden_gate @ w_hh[k]  # ∂/∂h_{t-1} through the gates
                 d_h[k] = d_through if lstm else d_through + d_h[k] * update  # GRU: h_t = ... + z ⊙ h_{t-1}
-                d_gates[k][t] = d_gate
+                if not lstm:  # (an LSTM's d_gate is already a view of its row of d_gates)
+                    d_gates[k][t] = d_gate
                 if k > 0:
                     d_x = d_gate @ w_ih[k]  # (B, H)
                     if layer_masks is not None:
