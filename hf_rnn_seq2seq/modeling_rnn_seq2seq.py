@@ -384,27 +384,30 @@ class RNNSeq2SeqEncoder(nn.Module):
 
         embeds = self.dropout(self.embed_tokens(input_ids))  # (B, S, E)
         lengths = mask.sum(dim=1)  # (B,)
-        # Each row's real tokens in reading order: order[b, :lengths[b]] (a no-op for right padding).
-        order = torch.argsort((~mask).to(torch.int8), dim=1, stable=True)  # (B, S)
         if bool((lengths == source_length).all()):
             self.rnn.flatten_parameters()  # cuDNN wants one contiguous weight chunk (a no-op on CPU)
             states, final = self.rnn(embeds)  # (B, S, He)
-        elif uses_encoder_lstm(self.rnn, embeds):
-            # Training on CPU: the packed LSTM with a hand-written backward (see recurrence_rnn_seq2seq.py).
-            states, final = run_encoder_lstm(self.rnn, embeds, order, lengths)  # (B, S, He)
         else:
-            # Packing needs each row's real tokens first: move them to the front, run the packed RNN, then put
-            # every output back at its token's original position.
-            self.rnn.flatten_parameters()
-            front = embeds.gather(1, order.unsqueeze(-1).expand_as(embeds))  # (B, S, E)
-            packed = nn.utils.rnn.pack_padded_sequence(front, lengths.cpu(), batch_first=True, enforce_sorted=False)
-            packed_states, final = self.rnn(packed)
-            front_states, _ = nn.utils.rnn.pad_packed_sequence(
-                packed_states, batch_first=True, total_length=source_length
-            )  # (B, S, He), zeros after each row's length
-            states = torch.zeros_like(front_states).scatter_(
-                1, order.unsqueeze(-1).expand_as(front_states), front_states
-            )  # (B, S, He)
+            # Each row's real tokens in reading order: order[b, :lengths[b]] (a no-op for right padding).
+            order = torch.argsort((~mask).to(torch.int8), dim=1, stable=True)  # (B, S)
+            if uses_encoder_lstm(self.rnn, embeds):
+                # Training on CPU: the packed LSTM with a hand-written backward (see recurrence_rnn_seq2seq.py).
+                states, final = run_encoder_lstm(self.rnn, embeds, order, lengths)  # (B, S, He)
+            else:
+                # Packing needs each row's real tokens first: move them to the front, run the packed RNN, then put
+                # every output back at its token's original position.
+                self.rnn.flatten_parameters()
+                front = embeds.gather(1, order.unsqueeze(-1).expand_as(embeds))  # (B, S, E)
+                packed = nn.utils.rnn.pack_padded_sequence(
+                    front, lengths.cpu(), batch_first=True, enforce_sorted=False
+                )
+                packed_states, final = self.rnn(packed)
+                front_states, _ = nn.utils.rnn.pad_packed_sequence(
+                    packed_states, batch_first=True, total_length=source_length
+                )  # (B, S, He), zeros after each row's length
+                states = torch.zeros_like(front_states).scatter_(
+                    1, order.unsqueeze(-1).expand_as(front_states), front_states
+                )  # (B, S, He)
 
         final_hidden, final_cell = final if isinstance(final, tuple) else (final, None)
         final_hidden = self._batch_first(final_hidden)  # (Le·D, B, He/D) -> (B, Le, He)
