@@ -156,17 +156,6 @@ def test_no_graph_is_built_without_gradients():
 # ---------------------------------------------------------------------------------------------------------------------
 
 
-class _torch_lstm_only:
-    """Within it, the encoder runs torch's own LSTM (the path of inference and GPUs)."""
-
-    def __enter__(self):
-        self._saved = modeling_rnn_seq2seq.uses_encoder_lstm
-        modeling_rnn_seq2seq.uses_encoder_lstm = lambda rnn, embeds: False
-
-    def __exit__(self, *exc):
-        modeling_rnn_seq2seq.uses_encoder_lstm = self._saved
-
-
 @pytest.mark.parametrize(
     "bidirectional,layers,padding_side,lengths",
     [
@@ -179,7 +168,7 @@ class _torch_lstm_only:
         (True, 2, "left", [1, 2, 1, 1, 1]),  # rows of one step
     ],
 )
-def test_encoder_lstm_equals_torch(bidirectional, layers, padding_side, lengths):
+def test_encoder_lstm_equals_torch(monkeypatch, bidirectional, layers, padding_side, lengths):
     """States, final states and every gradient (input and weights) are torch's packed LSTM's, in float64."""
     model = tiny_model(bidirectional_encoder=bidirectional, encoder_layers=layers).double().train()
     model.model.encoder.dropout.p = 0.0
@@ -199,7 +188,8 @@ def test_encoder_lstm_equals_torch(bidirectional, layers, padding_side, lengths)
     def run(reference):
         encoder.zero_grad()
         if reference:
-            with _torch_lstm_only():
+            with monkeypatch.context() as patch:  # torch's own LSTM, the path of inference and GPUs
+                patch.setattr(modeling_rnn_seq2seq, "uses_encoder_lstm", lambda rnn, embeds: False)
                 out = encoder(input_ids, mask.long())
         else:
             out = encoder(input_ids, mask.long())
