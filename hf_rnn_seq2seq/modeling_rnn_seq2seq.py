@@ -44,6 +44,8 @@ from .recurrence_rnn_seq2seq import (  # noqa: F401
     RecurrenceSpec,
     _gru_cell,
     _lstm_cell,
+    flush_denormal_grads,
+    flush_denormals,
     run_encoder_lstm,
     run_input_feeding,
     uses_encoder_lstm,
@@ -332,8 +334,9 @@ class RNNSeq2SeqAttention(nn.Module):
         # finfo.min rather than -inf: stays finite in half precision; every row has a real position (checked).
         scores = scores.masked_fill(padding_mask, torch.finfo(scores.dtype).min)
         # softmax in at least float32 (half precision under autocast), float64 stays float64
+        flush_denormal_grads(scores)  # softmax's backward makes ∂/∂score_i subnormal where a_i is tiny
         weights = torch.softmax(scores, dim=-1, dtype=torch.promote_types(scores.dtype, torch.float32))
-        weights = weights.to(encoder_states.dtype)  # (B, T, S)
+        weights = flush_denormals(weights.to(encoder_states.dtype))  # (B, T, S); e^{-90} is subnormal: 0
         context = weights @ encoder_states  # (B, T, S) x (B, S, He) -> (B, T, He)
         attentional = torch.tanh(self.combine(torch.cat([context, query], dim=-1)))  # (B, T, H)
         if group > 1:
@@ -944,6 +947,9 @@ class RNNSeq2SeqModel(RNNSeq2SeqPreTrainedModel):
             attention_keys, coverage = None, None
             if self.decoder.attention is not None:
                 attention_keys = self.decoder.attention.project_keys(encoder_states)  # (B_src, S, H), once per source
+                # a source position the attention hardly reads gets a subnormal gradient: flushed before the products
+                flush_denormal_grads(attention_keys)
+                flush_denormal_grads(encoder_states)
                 coverage = encoder_states.new_zeros(batch_size, source_length)  # (B, S) c^1 = 0
 
         decoded = self.decoder(
@@ -1329,6 +1335,7 @@ class RNNSeq2SeqForConditionalGeneration(RNNSeq2SeqPreTrainedModel, GenerationMi
         if self.output_projection is not None:
             hidden = self.output_projection(hidden)  # (B, T, E)
         logits = self.lm_head(hidden)  # (B, T, V)
+        flush_denormal_grads(logits)  # ∂loss/∂logit_w is P(w)·Σg: subnormal for the words the model rules out
         if self.config.use_copy:
             source_ids = self._copy_source_ids(input_ids, extended_input_ids, encoder_outputs, outputs.alignment)
             logits = self._copy_mixture(logits, outputs.p_gen, outputs.alignment, source_ids)  # (B, T, Vx) log P
