@@ -6,6 +6,7 @@ import operator
 
 import pytest
 import torch
+from transformers import GenerationMixin
 from transformers.generation.streamers import BaseStreamer
 
 from hf_rnn_seq2seq.modeling_rnn_seq2seq import DEFAULT_MAX_LENGTH
@@ -294,3 +295,40 @@ def test_beams_sharing_one_copy_of_the_source_equal_transformers_expansion(monke
     copied = model.generate(**inputs, **kwargs)
     assert torch.equal(shared.sequences, copied.sequences)
     torch.testing.assert_close(shared.sequences_scores, copied.sequences_scores, rtol=1e-5, atol=1e-6)
+
+
+def test_prepare_inputs_for_generation_equals_transformers():
+    """Our lean `prepare_inputs_for_generation` gives the model what GenerationMixin's would, in every case
+    generate() calls it with: the first step and later ones, with and without a cache, the decoder mask, the copy
+    ids and the flags passed through, and `labels` dropped."""
+    model = tiny_model(use_copy=True, copy_extended_vocab=True, max_source_oovs=3)
+    batch = make_batch()
+    with torch.no_grad():
+        encoder_outputs = model.get_encoder()(batch["input_ids"], batch["attention_mask"])
+        prefix = torch.tensor([[BOS, 5, 6]] * 3)
+        source = {key: batch[key] for key in ("input_ids", "attention_mask")}
+        cache = model(**source, decoder_input_ids=prefix, use_cache=True).cache
+    common = dict(encoder_outputs=encoder_outputs, attention_mask=batch["attention_mask"], use_cache=True)
+    cases = [
+        dict(next_sequence_length=None, is_first_iteration=True, **common),
+        dict(next_sequence_length=1, cache=cache, **common),
+        dict(
+            next_sequence_length=1,
+            cache=cache,
+            decoder_attention_mask=torch.ones(3, 3, dtype=torch.long),
+            extended_input_ids=batch["input_ids"],
+            output_attentions=True,
+            labels=batch["labels"],
+            **common,
+        ),
+        dict(next_sequence_length=None, inputs_embeds=torch.zeros(3, 3, 8), use_cache=False),
+    ]
+    reference = GenerationMixin.prepare_inputs_for_generation
+    for kwargs in cases:
+        mine, theirs = model.prepare_inputs_for_generation(prefix, **kwargs), reference(model, prefix, **kwargs)
+        assert mine.keys() == theirs.keys()
+        for key, value in theirs.items():
+            if torch.is_tensor(value):
+                assert torch.equal(mine[key], value), key
+            else:
+                assert mine[key] is value, key
