@@ -1049,6 +1049,7 @@ class _LogCopyMixture(torch.autograd.Function):
         grad_log_p_gen = grad_vocab.sum(-1, keepdim=True)  # (B, T, 1)
         # log_softmax's backward: ∂/∂z = g − softmax(z) · Σ g
         grad_logits = grad_vocab.addcmul_(log_vocab.exp(), grad_log_p_gen, value=-1.0)  # in place: our own copy
+        grad_logits = flush_denormals(grad_logits)  # P(w)·Σg is subnormal for the words the model rules out
         grad_log_p_copy = grad_copied.sum(-1, keepdim=True)
         grad_copy_mass = torch.where(copy_mass > _TINY, grad_copied / copy_mass.clamp_min(_TINY), 0.0)
         return grad_logits, grad_log_p_gen, grad_log_p_copy, grad_copy_mass, None, None, None
@@ -1370,7 +1371,6 @@ class RNNSeq2SeqForConditionalGeneration(RNNSeq2SeqPreTrainedModel, GenerationMi
         if self.output_projection is not None:
             hidden = self.output_projection(hidden)  # (B, T, E)
         logits = self.lm_head(hidden)  # (B, T, V)
-        flush_denormal_grads(logits)  # ∂loss/∂logit_w is P(w)·Σg: subnormal for the words the model rules out
         if self.config.use_copy:
             source_ids = self._copy_source_ids(input_ids, extended_input_ids, encoder_outputs, outputs.alignment)
             logits = self._copy_mixture(logits, outputs.p_gen, outputs.alignment, source_ids)  # (B, T, Vx) log P
