@@ -31,14 +31,16 @@ from torch import nn
 
 def flush_denormals(x: torch.Tensor) -> torch.Tensor:
     """`x` with its subnormal values (0 < |x| < finfo.tiny, about 1.2e-38 in float32; ±finfo.tiny itself too) set to
-    0, on CPU (elsewhere `x` itself). x86 CPUs compute on subnormals through a slow microcode path, so a product that reads many of them takes
-    several times longer, and a model that learns makes many: a sharp attention or output distribution has
-    probabilities like e^{-90}, and so do the gradients that flow through them. Training a copy model slowed down
-    ~2.5× as it learned (copyrev, batches of ~1 600 target tokens: 300 -> 750 ms a step). Flushing changes no value
-    by more than finfo.tiny. The attention weights and the gradients through them are flushed where they are made,
-    and so is the copy mixture's gradient of the logits. A plain model's logits gradient (torch's cross-entropy) is
-    not: measured on the benchmark models it held too few subnormals to pay for a pass over (B, T, V)."""
-    if x.device.type != "cpu":
+    0, on CPU; elsewhere, and in float16 (which CPUs compute in float32, where its subnormals are normal), `x` itself.
+
+    x86 CPUs compute on subnormals through a slow microcode path, so a product that reads many of them takes several
+    times longer, and a model that learns makes many: a sharp attention or output distribution has probabilities
+    like e^{-90}, and so do the gradients that flow through them. Training a copy model slowed down ~2.5× as it
+    learned (copyrev, batches of ~1 600 target tokens: 300 -> 750 ms a step). Flushing changes no value by more than
+    finfo.tiny. The attention weights and the gradients through them are flushed where they are made, and so is the
+    copy mixture's gradient of the logits. A plain model's logits gradient (torch's cross-entropy) is not: measured
+    on the benchmark models it held too few subnormals to pay for a pass over (B, T, V)."""
+    if x.device.type != "cpu" or x.dtype == torch.float16:
         return x
     return F.hardshrink(x, torch.finfo(x.dtype).tiny)  # x where |x| > tiny, else 0: one pass (masked_fill: three)
 

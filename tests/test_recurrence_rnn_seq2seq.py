@@ -270,6 +270,10 @@ def test_flush_denormals():
     assert x[1] > 0  # out of place
     x64 = torch.tensor([TINY32 / 4, 1e-310], dtype=torch.float64)  # the threshold is the dtype's own
     assert flush_denormals(x64).tolist() == [TINY32 / 4, 0.0]
+    x16 = torch.tensor([1e-6], dtype=torch.float16)  # subnormal in float16, computed as a normal float32 on CPU
+    assert flush_denormals(x16).item() > 0
+    bf16 = torch.tensor([TINY32 / 4, 1e-30], dtype=torch.bfloat16)  # float32's exponent range
+    assert flush_denormals(bf16).tolist() == [0.0, bf16[1].item()]
 
 
 class _SubnormalReads(TorchDispatchMode):
