@@ -62,6 +62,24 @@ def _lstm_cell(gates, cell):
     return sigmoids[..., 3 * h :] * tanh_cell, cell, (sigmoids, g, tanh_cell)
 
 
+def _lstm_gate_gradients(d_gate, d_cell, d_hidden, activations, g, tanh_cell, cell_prev):
+    """The backward of `_lstm_cell`, written into `d_gate` (…, 4H): ∂/∂ the pre-activations of [i f g o], given
+    ∂/∂c_t (`d_cell`, the hidden state's share already added) and ∂/∂h_t. `activations` (…, 4H) holds σ of i, f, o
+    (its g slot is not read), `g` = tanh(g), `cell_prev` = c_{t-1} (None at a row's first step: c_{-1} = 0)."""
+    h = g.shape[-1]
+    d_i, d_f, d_g, d_o = d_gate.chunk(4, dim=-1)
+    torch.mul(d_cell, g, out=d_i)  # c = σ(f) c_{t-1} + σ(i) tanh(g)
+    if cell_prev is None:
+        d_f.zero_()
+    else:
+        torch.mul(d_cell, cell_prev, out=d_f)
+    torch.mul(d_cell, activations[..., :h], out=d_g)
+    torch.mul(d_hidden, tanh_cell, out=d_o)  # h = σ(o) tanh(c)
+    derivative = activations * (1 - activations)  # σ' for i, f, o
+    torch.mul(g, g, out=derivative[..., 2 * h : 3 * h]).neg_().add_(1)  # tanh' for g
+    d_gate.mul_(derivative)
+
+
 def _gru_cell(input_gates, hidden_gates, hidden):
     """One GRU step (torch's gate order r, z, n; the candidate uses r ⊙ (W_hn h + b_hn))."""
     input_r, input_z, input_n = input_gates.chunk(3, dim=-1)
@@ -317,17 +335,10 @@ class InputFeedingRecurrence(torch.autograd.Function):
                 if lstm:
                     c_prev = cell0[k] if t == 0 else cast(saved["states"][k][t - 1][1])
                     sigmoids, g, tanh_c = map(cast, saved["gates"][k][t])
-                    i, f, _, o = sigmoids.chunk(4, dim=-1)
+                    _, f, _, o = sigmoids.chunk(4, dim=-1)
                     d_c_total = torch.addcmul(d_c[k], d_h[k], o * (1 - tanh_c * tanh_c))  # h = σ(o) tanh(c)
                     d_gate = d_gates[k][t]  # (B, 4H)
-                    d_i, d_f, d_g, d_o = d_gate.chunk(4, dim=-1)
-                    torch.mul(d_c_total, g, out=d_i)
-                    torch.mul(d_c_total, c_prev, out=d_f)
-                    torch.mul(d_c_total, i, out=d_g)
-                    torch.mul(d_h[k], tanh_c, out=d_o)
-                    derivative = sigmoids * (1 - sigmoids)  # σ' for i, f, o
-                    torch.mul(g, g, out=derivative[:, 2 * hidden_size : 3 * hidden_size]).neg_().add_(1)  # tanh'
-                    d_gate.mul_(derivative)  # ∂/∂ pre-activations
+                    _lstm_gate_gradients(d_gate, d_c_total, d_h[k], sigmoids, g, tanh_c, c_prev)
                     d_c[k] = d_c_total * f
                     d_hidden_gate = d_gate
                 else:
@@ -489,23 +500,13 @@ class EncoderLSTMLayer(torch.autograd.Function):
             now = slice(end - n, end)
             a, tanh_c, d_h_t, d_gate = acts[:, now], tanh_cells[:, now], d_h[:, now], d_gates[:, now]
             d_c_t = d_c[:, :n]  # the running rows are the first n
-            i, f, g, o = a.chunk(4, dim=-1)
-            d_i, d_f, d_g, d_o = d_gate.chunk(4, dim=-1)
+            _, f, g, o = a.chunk(4, dim=-1)
             d_c_t.addcmul_(d_h_t, o * (1 - tanh_c * tanh_c))  # h = o tanh(c)
-            torch.mul(d_c_t, g, out=d_i)
-            torch.mul(d_c_t, i, out=d_g)
-            torch.mul(d_h_t, tanh_c, out=d_o)
-            derivative = a * (1 - a)  # σ' for i, f, o
-            torch.mul(g, g, out=derivative[..., 2 * h : 3 * h]).neg_().add_(1)  # tanh' for g
+            before = slice(end - n - batch_sizes[t - 1], end - n - batch_sizes[t - 1] + n) if t > 0 else None
+            _lstm_gate_gradients(d_gate, d_c_t, d_h_t, a, g, tanh_c, cells[:, before] if t > 0 else None)
             if t > 0:
-                before = slice(end - n - batch_sizes[t - 1], end - n - batch_sizes[t - 1] + n)
-                torch.mul(d_c_t, cells[:, before], out=d_f)
-                d_gate.mul_(derivative)
                 d_c_t.mul_(f)
                 d_h[:, before].baddbmm_(d_gate, w_hh)
-            else:
-                d_f.zero_()
-                d_gate.mul_(derivative)
             end -= n
         # Weight gradients: one product over all slots each.
         d_w_ih = torch.bmm(d_gates.transpose(1, 2), x_slots)

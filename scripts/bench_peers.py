@@ -17,8 +17,9 @@ decoded with `generate()` exactly as a user would, written as `result.json` file
 Data: a folder with `{train,valid,test}.{src,tgt}` (whitespace-tokenised lines, e.g. from the peers' `gen_data.py`).
 Variants (the peers' model: 1-layer BiLSTM encoder 2×128, LSTM decoder 256, embeddings 128, input feeding, dropout
 0.3, decoder initialised from the concatenated final encoder states = `bridge="last"`; Adam 1e-3 constant, grad-norm
-clip 5, batches of 64 sentences; our Adam is transformers' default optimizer, torch's fused AdamW, with weight decay 0): `general` (Luong general; onmt lstm_general, joey lstm_luong), `mlp` (Bahdanau;
-onmt lstm_mlp, joey lstm_bahdanau), `mlp_copy_cov` (+ pointer-generator copy with the extended vocabulary + coverage;
+clip 5, batches of 64 sentences; our Adam is transformers' default optimizer, torch's fused AdamW, with weight decay
+0): `general` (Luong general; onmt lstm_general, joey lstm_luong), `mlp` (Bahdanau; onmt lstm_mlp, joey
+lstm_bahdanau), `mlp_copy_cov` (+ pointer-generator copy with the extended vocabulary + coverage;
 onmt lstm_mlp_copy_cov), and `general_copy`, `general_cov`, `mlp_copy`, `mlp_cov` (onmt lstm_<same>).
 
 Metrics (as the peers define them, see their README): train throughput = non-padding target tokens including EOS
