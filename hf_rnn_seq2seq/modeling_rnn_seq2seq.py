@@ -40,6 +40,7 @@ from transformers.pytorch_utils import move_to_device
 from transformers.utils import logging
 
 from .configuration_rnn_seq2seq import RNNSeq2SeqConfig
+from .generation_rnn_seq2seq import beam_search
 from .quantization_rnn_seq2seq import dequantize, quantize_dynamic_int8
 from .recurrence_rnn_seq2seq import (  # noqa: F401
     RecurrenceSpec,
@@ -1279,6 +1280,18 @@ class RNNSeq2SeqForConditionalGeneration(RNNSeq2SeqPreTrainedModel, GenerationMi
             expand_size=expand_size, is_encoder_decoder=False, input_ids=input_ids, **model_kwargs
         )
         return input_ids, {**model_kwargs, **shared}
+
+    def _beam_search(
+        self, input_ids, logits_processor, stopping_criteria, generation_config, synced_gpus=False, **model_kwargs
+    ):
+        """Beam search (and beam sampling) with transformers' results in fewer operators per step: see
+        `generation_rnn_seq2seq.py`. Processes that must keep stepping together (`synced_gpus`, for DeepSpeed ZeRO-3
+        and FSDP) use transformers' own, which implements that protocol."""
+        if synced_gpus or generation_config.low_memory:
+            return super()._beam_search(
+                input_ids, logits_processor, stopping_criteria, generation_config, synced_gpus, **model_kwargs
+            )
+        return beam_search(self, input_ids, logits_processor, stopping_criteria, generation_config, **model_kwargs)
 
     def prepare_decoder_input_ids_from_labels(self, labels: torch.Tensor) -> torch.Tensor:
         return shift_tokens_right(labels, self.config.pad_token_id, self.config.decoder_start_token_id)

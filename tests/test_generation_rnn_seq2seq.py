@@ -332,3 +332,98 @@ def test_prepare_inputs_for_generation_equals_transformers():
                 assert torch.equal(mine[key], value), key
             else:
                 assert mine[key] is value, key
+
+
+BEAM_SEARCH_CASES = {
+    "default": dict(num_beams=4),
+    "n-best": dict(num_beams=4, num_return_sequences=4),
+    "lp0-early": dict(num_beams=3, length_penalty=0.0, early_stopping=True, num_return_sequences=2),
+    "lp2-never": dict(num_beams=3, length_penalty=2.0, early_stopping="never"),
+    "lp-neg": dict(num_beams=5, length_penalty=-0.5, num_return_sequences=3),
+    "two-eos": dict(num_beams=3, eos_token_id=[EOS, 7], num_return_sequences=3),
+    "processors": dict(num_beams=4, min_new_tokens=3, no_repeat_ngram_size=2, repetition_penalty=1.3),
+    "beam-sample": dict(num_beams=3, do_sample=True, temperature=1.5, top_k=8, num_return_sequences=2),
+    "no-cache": dict(num_beams=3, use_cache=False, num_return_sequences=2),
+    "max-length-only": dict(num_beams=3, eos_token_id=None, pad_token_id=None),
+}
+
+
+class _EndSooner:
+    """A logits processor that makes EOS likelier at every step, so that hypotheses end at different steps."""
+
+    def __call__(self, input_ids, scores):
+        scores = scores.clone()
+        scores[:, EOS] += 0.6 * input_ids.shape[1] * (1 + input_ids.sum(dim=1) % 3)
+        return scores
+
+
+def _stop_on_token(token):
+    """A user's stopping criterion: a hypothesis ends when its last token is `token`."""
+    from transformers import StoppingCriteria, StoppingCriteriaList
+
+    class StopOnToken(StoppingCriteria):
+        def __call__(self, input_ids, scores, **kwargs):
+            return input_ids[:, -1] == token
+
+    return StoppingCriteriaList([StopOnToken()])
+
+
+@pytest.mark.parametrize("case", [*BEAM_SEARCH_CASES, "stopping-criterion", "copyext-coverage-penalty"])
+@pytest.mark.parametrize("outputs", ["ids", "dict"])
+def test_beam_search_equals_transformers_beam_search(monkeypatch, case, outputs):
+    """Our beam search (`generation_rnn_seq2seq.py`) returns what transformers' `_beam_search` returns: the same
+    sequences, and with `return_dict_in_generate` the same scores, logits, beam indices, attentions and hidden states,
+    for every option that changes how hypotheses are chosen, end, are scored or are returned."""
+    from hf_rnn_seq2seq import RNNSeq2SeqForConditionalGeneration
+
+    overrides = {}
+    kwargs = dict(BEAM_SEARCH_CASES.get(case, dict(num_beams=4, num_return_sequences=2)))
+    if case == "copyext-coverage-penalty":
+        overrides = dict(use_copy=True, copy_extended_vocab=True, max_source_oovs=3, use_coverage=True)
+        kwargs["coverage_penalty"] = 0.3
+        kwargs["logits_processor"] = [_EndSooner()]  # the copy mixture keeps EOS unlikely at initialisation
+    model = tiny_model(**overrides)
+    with torch.no_grad():  # EOS likely enough that hypotheses end at different steps
+        eos_row = model.lm_head.weight[EOS]
+        eos_row += model.lm_head.weight.std() * torch.randn(eos_row.shape, generator=torch.Generator().manual_seed(0))
+    inputs = source(batch_size=4, padding_side="left")
+    if model.config.copy_extended_vocab:
+        inputs["extended_input_ids"] = inputs["input_ids"].clone()
+    if case == "stopping-criterion":
+        kwargs["stopping_criteria"] = _stop_on_token(9)
+    kwargs["max_new_tokens"] = 12
+    if outputs == "dict":
+        kwargs |= dict(
+            return_dict_in_generate=True,
+            output_scores=True,
+            output_logits=True,
+            output_attentions=True,
+            output_hidden_states=True,
+        )
+
+    def run():
+        torch.manual_seed(11)
+        return model.generate(**inputs, **kwargs)
+
+    ours = run()
+    monkeypatch.setattr(RNNSeq2SeqForConditionalGeneration, "_beam_search", GenerationMixin._beam_search)
+    theirs = run()
+    if outputs == "ids":
+        assert torch.equal(ours, theirs)
+        lengths = (theirs == EOS).float().argmax(dim=1)
+        if case not in ("max-length-only", "stopping-criterion"):
+            assert (theirs == EOS).any() and len(set(lengths.tolist())) > 1  # hypotheses ended at different steps
+        return
+    assert type(ours) is type(theirs) and ours.keys() == theirs.keys()
+    for key in theirs.keys():
+        mine, reference = ours[key], theirs[key]
+        if key == "cache":
+            for name in ("hidden", "cell", "input_feed", "coverage"):
+                a, b = getattr(mine, name), getattr(reference, name)
+                assert (a is None and b is None) or torch.equal(a, b), name
+            continue
+        flat_mine = [t for t in torch.utils._pytree.tree_leaves(mine) if torch.is_tensor(t)]
+        flat_reference = [t for t in torch.utils._pytree.tree_leaves(reference) if torch.is_tensor(t)]
+        assert len(flat_mine) == len(flat_reference), key
+        for a, b in zip(flat_mine, flat_reference, strict=True):
+            assert a.dtype == b.dtype and torch.equal(a, b), key
