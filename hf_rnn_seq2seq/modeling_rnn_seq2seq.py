@@ -26,6 +26,7 @@ step with the recurrent state carried in `cache` (an `RNNSeq2SeqCache`), give th
 
 import math
 import os
+import weakref
 from dataclasses import dataclass
 
 import torch
@@ -58,6 +59,9 @@ logger = logging.get_logger(__name__)
 # The smallest positive float32: probabilities are clamped to it before a log, so log(0) never appears.
 _TINY = torch.finfo(torch.float32).tiny
 _LOG_TINY = math.log(_TINY)
+
+# The largest vocabulary-by-gates table (V · G·H values, 16 MB in float32) the decoder keeps for inference.
+_EMBED_GATE_TABLE_MAX = 1 << 22
 
 # Generations stop here when neither `max_length` nor `max_new_tokens` is given (transformers' own default is 20).
 DEFAULT_MAX_LENGTH = 256
@@ -511,6 +515,7 @@ class RNNSeq2SeqDecoder(nn.Module):
         )
         self.attention = RNNSeq2SeqAttention(config) if config.attention_type != "none" else None
         self.int8_gates = None  # int8 twins of the recurrence's products (`model.quantize_dynamic_int8()`)
+        self._embed_gate_cache = None  # (weights, their state, table), see `_embed_gate_table`
         if config.use_copy:
             # p_gen = σ(w_cᵀ c_t + w_sᵀ s_t + w_xᵀ x_t + b) (See et al. 2017, eq. 8): one map of [c_t; s_t; x_t]
             self.copy_gate = nn.Linear(config.encoder_output_size + config.hidden_size + config.embedding_size, 1)
@@ -530,7 +535,7 @@ class RNNSeq2SeqDecoder(nn.Module):
         embeds = self.dropout(self.embed_tokens(input_ids))  # (B, T, E)
         if self.input_feeding:
             rnn_outputs, attentional, weights, context, coverages, state, coverage = self._input_feeding_loop(
-                embeds, encoder_states, attention_keys, padding_mask, state, input_feed, coverage
+                input_ids, embeds, encoder_states, attention_keys, padding_mask, state, input_feed, coverage
             )  # attentional after dropout
             input_feed = attentional[:, -1]  # (B, H) h̃ of the last step, the next call's input feed
         else:
@@ -570,7 +575,52 @@ class RNNSeq2SeqDecoder(nn.Module):
         )
         return (attentional, weights, context, coverage_t), coverage + weights.squeeze(1)
 
-    def _input_feeding_loop(self, embeds, encoder_states, attention_keys, padding_mask, state, input_feed, coverage):
+    def _embed_gate_table(self, spec: RecurrenceSpec) -> torch.Tensor | None:
+        """In inference, W_e · emb(w) + b for every word w of the vocabulary (V, G·H), so that each step looks its
+        tokens' rows up instead of multiplying their embeddings (~8 % of a beam-5 step on CPU at E = 128, H = 256).
+        Kept between calls while the weights it is made of are unchanged (same storage, same version counter: any
+        in-place update, an optimiser step or `load_state_dict`, makes a new one). None where it does not apply:
+        with a gradient, dropout or autocast, for an embedding module other than a plain `nn.Embedding` without hooks
+        (a PEFT wrapper, say), for weights whose changes torch does not count (inference-mode tensors), and for
+        tables over `_EMBED_GATE_TABLE_MAX` values. (A change made through `.data` bypasses the version counter, for
+        autograd as for this table: call `model.model.decoder._embed_gate_cache = None` after one.)"""
+        embedding = self.embed_tokens
+        if torch.is_grad_enabled() or (self.training and self.dropout.p > 0):
+            return None
+        # only a plain embedding, whose output the weight alone decides (not one wrapped, e.g. by PEFT, or hooked)
+        if type(embedding) is not nn.Embedding or embedding.max_norm is not None:
+            return None
+        if (
+            embedding._forward_hooks
+            or embedding._forward_pre_hooks
+            or torch.is_autocast_enabled(embedding.weight.device.type)
+        ):
+            return None
+        rnn = spec.rnn
+        parts = [embedding.weight, rnn.weight_ih_l0, rnn.bias_ih_l0] + (
+            [rnn.bias_hh_l0] if spec.folds_hidden_bias else []
+        )
+        if embedding.weight.shape[0] * rnn.weight_ih_l0.shape[0] > _EMBED_GATE_TABLE_MAX:
+            return None
+        try:
+            state = tuple((t.data_ptr(), t._version, t.dtype, t.device, t.shape) for t in parts)
+        except RuntimeError:  # inference tensors keep no version counter
+            return None
+        cached = self._embed_gate_cache
+        # the same tensor objects (weak references: a freed tensor's storage may be reused by a new one), unchanged
+        if (
+            cached is None
+            or cached[1] != state
+            or any(ref() is not t for ref, t in zip(cached[0], parts, strict=True))
+        ):
+            weight = rnn.weight_ih_l0[:, : spec.embedding_size]
+            table = F.linear(embedding.weight, weight, spec.embed_gate_bias())
+            self._embed_gate_cache = cached = ([weakref.ref(t) for t in parts], state, table)
+        return cached[2]
+
+    def _input_feeding_loop(
+        self, input_ids, embeds, encoder_states, attention_keys, padding_mask, state, input_feed, coverage
+    ):
         """The steps of the input-feeding decoder (`recurrence_rnn_seq2seq.py`): returns s_t, h̃_t (after dropout), a_t,
         c_t, c^t (each (B, T, ·)), the final state and c^T."""
         batch_size, steps, emb_size = embeds.shape
@@ -589,6 +639,8 @@ class RNNSeq2SeqDecoder(nn.Module):
         # steps at once.
         if self.int8_gates:
             embed_gates = self.int8_gates["embed", 0](embeds)  # (B, T, G·H)
+        elif (table := self._embed_gate_table(spec)) is not None:
+            embed_gates = F.embedding(input_ids, table)  # (B, T, G·H), a new tensor the loop may write into
         else:
             embed_gates = F.linear(embeds, rnn.weight_ih_l0[:, :emb_size], spec.embed_gate_bias())  # (B, T, G·H)
         query, attentional, weights, context, coverages, hidden, cell, coverage = run_input_feeding(

@@ -209,7 +209,10 @@ def _run(spec: RecurrenceSpec, embed_gates, hidden, cell, input_feed, coverage, 
         coverage = coverage + weights.squeeze(1)  # c^{t+1} = c^t + a_t
     if saved is not None:
         saved.update(gates=gates, states=states)
-    query, attentional, weights, context, coverages = (torch.cat(v, dim=1) for v in outputs.values())
+    # one step (generation): its tensors as they are, not copied by a cat of one
+    query, attentional, weights, context, coverages = (
+        v[0] if len(v) == 1 and saved is None else torch.cat(v, dim=1) for v in outputs.values()
+    )
     final_hidden = torch.stack(hidden)  # (L, B, H)
     final_cell = torch.stack(cell) if spec.is_lstm else None
     return query, attentional, weights, context, coverages, final_hidden, final_cell, coverage

@@ -427,3 +427,86 @@ def test_beam_search_equals_transformers_beam_search(monkeypatch, case, outputs)
         assert len(flat_mine) == len(flat_reference), key
         for a, b in zip(flat_mine, flat_reference, strict=True):
             assert a.dtype == b.dtype and torch.equal(a, b), key
+
+
+def _generate_scores(model, **kwargs):
+    inputs = source()
+    out = model.generate(
+        **inputs, max_new_tokens=6, num_beams=3, output_scores=True, return_dict_in_generate=True, **kwargs
+    )
+    return out.sequences, out.sequences_scores
+
+
+@pytest.mark.parametrize(
+    "overrides",
+    [dict(), dict(cell_type="gru"), dict(decoder_layers=2, use_copy=True, use_coverage=True)],
+    ids=["lstm", "gru", "lstm-D2-copy-coverage"],
+)
+def test_embedding_gate_table_gives_what_the_products_give(monkeypatch, overrides):
+    """In inference the input-feeding decoder looks W_e · emb(y) + b up in a (V, G·H) table: the outputs are those of
+    the per-step products (the table switched off)."""
+    from hf_rnn_seq2seq import modeling_rnn_seq2seq
+
+    model = peaky(tiny_model(**overrides))
+    sequences, scores = _generate_scores(model)
+    assert model.model.decoder._embed_gate_cache is not None
+    monkeypatch.setattr(modeling_rnn_seq2seq, "_EMBED_GATE_TABLE_MAX", 0)
+    model.model.decoder._embed_gate_cache = None
+    reference_sequences, reference_scores = _generate_scores(model)
+    assert model.model.decoder._embed_gate_cache is None
+    assert torch.equal(sequences, reference_sequences)
+    torch.testing.assert_close(scores, reference_scores, rtol=0, atol=1e-5)
+
+
+def test_embedding_gate_table_follows_weight_changes():
+    """The table is kept between generate() calls, and remade after any change of the weights it is made of: an
+    in-place edit, an optimiser step, `load_state_dict` (copying or assigning new tensors)."""
+    import copy
+
+    model = peaky(tiny_model())
+
+    def fresh(m):  # the same model without a kept table
+        twin = copy.deepcopy(m)
+        twin.model.decoder._embed_gate_cache = None
+        return _generate_scores(twin)
+
+    def check():
+        ours = _generate_scores(model)
+        assert torch.equal(ours[0], fresh(model)[0])
+        torch.testing.assert_close(ours[1], fresh(model)[1], rtol=0, atol=1e-6)
+
+    check()
+    table = model.model.decoder._embed_gate_cache[2]
+    _generate_scores(model)
+    assert model.model.decoder._embed_gate_cache[2] is table  # kept
+    with torch.no_grad():
+        model.model.decoder.rnn.bias_ih_l0.add_(0.5)  # in place
+    check()
+    model.train()
+    optimizer = torch.optim.SGD(model.parameters(), lr=1.0)
+    model(**make_batch()).loss.backward()
+    optimizer.step()
+    model.eval()
+    check()
+    other = peaky(tiny_model(seed=5))
+    model.load_state_dict(other.state_dict())
+    check()
+    model.load_state_dict(peaky(tiny_model(seed=6)).state_dict(), assign=True)
+    check()
+
+
+def test_embedding_gate_table_is_not_used_past_a_hooked_or_wrapped_embedding(monkeypatch):
+    """A forward hook on the embedding (or a wrapper such as PEFT's) may change its output: the decoder then
+    multiplies the embeddings it returns, as it does without the table."""
+    from hf_rnn_seq2seq import modeling_rnn_seq2seq
+
+    model = peaky(tiny_model())
+    plain = _generate_scores(model)
+    model.model.decoder._embed_gate_cache = None
+    model.model.decoder.embed_tokens.register_forward_hook(lambda module, args, output: output * 3.0)
+    hooked = _generate_scores(model)
+    assert model.model.decoder._embed_gate_cache is None
+    assert not torch.allclose(hooked[1], plain[1])  # the hook matters
+    monkeypatch.setattr(modeling_rnn_seq2seq, "_EMBED_GATE_TABLE_MAX", 0)
+    reference = _generate_scores(model)
+    assert torch.equal(hooked[0], reference[0]) and torch.equal(hooked[1], reference[1])
