@@ -80,7 +80,8 @@ def beam_search(model, input_ids, logits_processor, stopping_criteria, generatio
             outputs = model(**model_inputs, return_dict=True)
         model_kwargs = model._update_model_kwargs_for_generation(outputs, model_kwargs, is_encoder_decoder=True)
 
-        logits = outputs.logits[:, -1, :].to(dtype=torch.float32, device=device)  # (B·K, V)
+        # a copy: without a cache the logits of every position would stay alive through a view
+        logits = outputs.logits[:, -1, :].to(copy=True, dtype=torch.float32, device=device)  # (B·K, V)
         log_probs = logits_processor(running, nn.functional.log_softmax(logits, dim=-1))  # (B·K, V)
         if return_dict:
             if output_logits:
@@ -181,7 +182,7 @@ def beam_search(model, input_ids, logits_processor, stopping_criteria, generatio
         decoder_attentions=decoder_attentions,
         cross_attentions=cross_attentions,
         decoder_hidden_states=decoder_hidden_states,
-        cache=model_kwargs.get(next((key for key in ALL_CACHE_NAMES if key in model_kwargs), "cache")),
+        cache=model_kwargs[cache_key] if cache_key is not None else None,
     )
 
 
