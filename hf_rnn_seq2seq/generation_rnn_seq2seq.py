@@ -19,18 +19,44 @@ Shape legend (as in `modeling_rnn_seq2seq.py`): B sources, K beams, C candidates
 
 import torch
 from torch import nn
+from transformers.generation import logits_process
+from transformers.generation import stopping_criteria as criteria
 from transformers.generation.utils import ALL_CACHE_NAMES, GenerateBeamEncoderDecoderOutput
 
 # transformers' "impossible" score: beams that must not be chosen get it added.
 _NEG = -1.0e9
 
+# Logits processors and stopping criteria that treat each row on its own, from its ids and scores only (no per-row
+# state, no batch index): with these, the rows of finished sources can leave the batch without changing any result.
+_ROW_WISE_PROCESSORS = {
+    getattr(logits_process, name)
+    for name in (
+        "MinLengthLogitsProcessor", "MinNewTokensLengthLogitsProcessor", "TemperatureLogitsWarper",
+        "TopKLogitsWarper", "TopPLogitsWarper", "MinPLogitsWarper", "TypicalLogitsWarper", "EpsilonLogitsWarper",
+        "EtaLogitsWarper", "RepetitionPenaltyLogitsProcessor", "NoRepeatNGramLogitsProcessor",
+        "NoBadWordsLogitsProcessor", "SequenceBiasLogitsProcessor", "ForcedBOSTokenLogitsProcessor",
+        "ForcedEOSTokenLogitsProcessor", "InfNanRemoveLogitsProcessor", "ExponentialDecayLengthPenalty",
+        "LogitNormalization", "SuppressTokensLogitsProcessor", "SuppressTokensAtBeginLogitsProcessor",
+    )
+}  # fmt: skip
+_ROW_WISE_CRITERIA = {criteria.MaxLengthCriteria, criteria.EosTokenCriteria, criteria.MaxTimeCriteria}
+# generate()'s tensor kwargs the model reads, and whether each has one row per beam or one per source
+_PER_ROW_KWARGS = ("extended_input_ids", "decoder_attention_mask")
+_PER_SOURCE_KWARGS = ("attention_mask",)
+
 
 def beam_search(model, input_ids, logits_processor, stopping_criteria, generation_config, **model_kwargs):
     """`GenerationMixin._beam_search` (transformers 5.x) for an encoder-decoder, with the same arguments and results.
 
-    Equal to transformers' own in every output whenever the returned hypotheses are finished ones (always, unless
-    scores reach -1e9: transformers then fills the missing n-best entries with unfinished running beams of score
-    -1e9, and the two may fill them with different ones)."""
+    Equal to transformers' own in every output, with two exceptions. Hypotheses of exactly equal scores may come in
+    another order (`topk` orders ties as it likes, and transformers sorts the n-best list again at every step, ours
+    only when it changes). And when scores reach -1e9, transformers fills missing n-best entries with unfinished
+    beams of score -1e9, and the two may fill them with different ones.
+
+    With ids as the only output, a source leaves the batch as soon as its n-best list is final (its running beams
+    can no longer beat its worst finished hypothesis, or with `early_stopping=True` it has K of them), where
+    transformers keeps decoding it to the end: the results are the same, the model runs on fewer rows. Not with
+    sampling, per-step outputs, or logits processors and stopping criteria that may depend on other rows."""
     config = generation_config
     pad_token_id, eos_token_id = config._pad_token_tensor, config._eos_token_tensor
     return_dict = config.return_dict_in_generate
@@ -70,6 +96,10 @@ def beam_search(model, input_ids, logits_processor, stopping_criteria, generatio
     finished_beams = finished.new_full((batch_size, num_beams, 0), -1, dtype=torch.int32) if return_dict else None
     # per source: can a running beam still beat the worst finished one (transformers' early-stop heuristic)
     improvable = torch.ones(batch_size, 1, dtype=torch.bool, device=device)  # (B, 1)
+    # A source whose n-best list can no longer change leaves the batch (transformers keeps decoding it): `sources`
+    # holds the original index of each source still in it, `left` the n-best lists of those that left.
+    drop = _rows_are_independent(config, logits_processor, stopping_criteria, model_kwargs, batch_size, num_beams)
+    sources, left = torch.arange(batch_size, device=device), []
 
     outputs = model._prefill(input_ids, config, model_kwargs, is_first_iteration=not config.is_assistant)
     while True:
@@ -85,7 +115,7 @@ def beam_search(model, input_ids, logits_processor, stopping_criteria, generatio
         log_probs = logits_processor(running, nn.functional.log_softmax(logits, dim=-1))  # (B·K, V)
         if return_dict:
             if output_logits:
-                raw_logits += (logits.clone(),)
+                raw_logits += (logits,)
             if output_scores:
                 all_scores += (log_probs.clone(),)
             if output_attentions:
@@ -163,6 +193,33 @@ def beam_search(model, input_ids, logits_processor, stopping_criteria, generatio
         if not model._beam_search_has_unfinished_sequences(improvable, is_finished, ended, early_stopping):
             break
 
+        # 5. Sources that cannot improve, or (early_stopping=True) have K finished hypotheses, leave the batch:
+        # transformers' merge would add -1e9 to every later candidate of theirs, so their n-best lists are final.
+        if drop and (cache_key is None or hasattr(model_kwargs[cache_key], "select_rows")):
+            done = ~improvable[:, 0]  # (B,)
+            if early_stopping is True:
+                done |= is_finished.all(dim=-1)
+            if done.any():
+                gone, kept = done.nonzero()[:, 0], (~done).nonzero()[:, 0]
+                left.append((sources[gone], finished[gone], finished_lengths[gone]))
+                rows = (kept[:, None] * num_beams + torch.arange(num_beams, device=device)).view(-1)  # (B'·K,)
+                _select_sources(model_kwargs, cache_key, batch_size, kept, rows)
+                running, running_scores = running.index_select(0, rows), running_scores[kept]
+                sources, finished, finished_lengths = sources[kept], finished[kept], finished_lengths[kept]
+                finished_scores, is_finished, improvable = finished_scores[kept], is_finished[kept], improvable[kept]
+                batch_size = kept.shape[0]
+                beam_offsets, candidate_offsets = beam_offsets[:batch_size], candidate_offsets[:batch_size]
+
+    if left:  # back in the original order, padded to one width
+        left.append((sources, finished, finished_lengths))
+        width = max(part[1].shape[2] for part in left)
+        order = torch.cat([part[0] for part in left]).argsort()
+        finished = torch.cat(
+            [nn.functional.pad(part[1], (0, width - part[1].shape[2]), value=int(fill)) for part in left]
+        )
+        finished, finished_lengths = finished[order], torch.cat([part[2] for part in left])[order]
+        batch_size = finished.shape[0]
+
     # The n best of each source, cut to the longest of them (shorter ones end in `fill`).
     returned = config.num_return_sequences
     generated = int(finished_lengths[:, :returned].max())
@@ -184,6 +241,52 @@ def beam_search(model, input_ids, logits_processor, stopping_criteria, generatio
         decoder_hidden_states=decoder_hidden_states,
         cache=model_kwargs[cache_key] if cache_key is not None else None,
     )
+
+
+def _rows_are_independent(config, logits_processor, stopping_criteria, model_kwargs, batch_size, num_beams) -> bool:
+    """Whether the rows of finished sources may leave the batch with every result unchanged: ids only (the per-step
+    outputs of `return_dict_in_generate` would miss their rows), no sampling (fewer rows draw other random numbers),
+    processors and criteria that treat each row on its own, and model inputs whose rows we know how to select."""
+    if config.return_dict_in_generate or config.do_sample:
+        return False
+    for processor in logits_processor:
+        if not (type(processor) in _ROW_WISE_PROCESSORS or getattr(type(processor), "rows_are_independent", False)):
+            return False
+        if torch.is_tensor(getattr(processor, "prompt_ignore_length", None)):  # a repetition penalty's per-row prompt
+            return False
+    if any(type(criterion) not in _ROW_WISE_CRITERIA for criterion in stopping_criteria):
+        return False
+    for key, value in model_kwargs.items():
+        if key == "encoder_outputs":
+            values = [v for v in value.values() if v is not None]
+            values = [t for v in values for t in (v if isinstance(v, tuple) else (v,))]
+        elif key in ALL_CACHE_NAMES:
+            continue
+        else:
+            values = [value] if torch.is_tensor(value) else []
+            if values and key not in _PER_ROW_KWARGS + _PER_SOURCE_KWARGS:
+                return False
+        if any(not torch.is_tensor(t) or t.shape[0] not in (batch_size, batch_size * num_beams) for t in values):
+            return False
+    return True
+
+
+def _select_sources(model_kwargs, cache_key, batch_size, sources, rows) -> None:
+    """Keeps the given sources (B',) of `batch_size`, and their beams' rows (B'·K,), in generate()'s model inputs
+    (each tensor has one row per source or one per beam: `_rows_are_independent`) and cache."""
+
+    def select(t):
+        return t.index_select(0, sources if t.shape[0] == batch_size else rows)
+
+    encoder_outputs = model_kwargs["encoder_outputs"]
+    model_kwargs["encoder_outputs"] = type(encoder_outputs)(
+        **{k: tuple(map(select, v)) if isinstance(v, tuple) else select(v) for k, v in encoder_outputs.items()}
+    )
+    for key in _PER_ROW_KWARGS + _PER_SOURCE_KWARGS:
+        if torch.is_tensor(model_kwargs.get(key)):
+            model_kwargs[key] = select(model_kwargs[key])
+    if cache_key is not None:
+        model_kwargs[cache_key].select_rows(rows, sources)
 
 
 def _merge_rows(kept, candidates, rows, fill):

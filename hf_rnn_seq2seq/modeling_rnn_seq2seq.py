@@ -266,6 +266,16 @@ class RNNSeq2SeqCache(Cache):
             )
         self._map_batch(lambda t, dim: t.index_select(dim, indices.to(t.device)), keys_too=True)
 
+    def select_rows(self, rows: torch.LongTensor, sources: torch.LongTensor) -> None:
+        """Keeps the given rows, and the attention keys of the given sources when they are kept once per source (beam
+        search drops the beams of the sources it has finished)."""
+        keys, row_count = self.attention_keys, self.batch_size
+        self._map_batch(lambda t, dim: t.index_select(dim, rows.to(t.device)), keys_too=False)
+        if keys is not None:
+            self.attention_keys = keys.index_select(
+                0, (rows if keys.shape[0] == row_count else sources).to(keys.device)
+            )
+
     def batch_repeat_interleave(self, repeats: int) -> None:
         self._map_batch(lambda t, dim: t.repeat_interleave(repeats, dim=dim), keys_too=True)
 
@@ -1126,6 +1136,8 @@ class CoveragePenaltyLogitsProcessor(LogitsProcessor):
     Pass `coverage_penalty=β` to `generate()` (or set it in the generation config); the model creates this processor
     and feeds it each step's attention. An instance put in `logits_processor` by hand is fed the same way.
     """
+
+    rows_are_independent = True  # each row's penalty comes from its own attention (beam search may drop rows)
 
     def __init__(self, beta: float):
         if not isinstance(beta, (int, float)) or isinstance(beta, bool) or beta < 0:
