@@ -243,6 +243,59 @@ def beam_search(model, input_ids, logits_processor, stopping_criteria, generatio
     )
 
 
+def greedy_search(model, input_ids, logits_processor, stopping_criteria, generation_config, **model_kwargs):
+    """`GenerationMixin._sample` for greedy decoding with ids as the only output, where the rows that have ended
+    leave the batch (transformers keeps running them, appending padding, until the last one ends): the same ids, the
+    model runs on fewer rows. The caller checks `greedy_drops_rows` first."""
+    device = input_ids.device
+    pad_token_id = generation_config._pad_token_tensor.to(device)
+    batch_size = input_ids.shape[0]
+    rows = torch.arange(batch_size, device=device)  # the original index of each row still running
+    done = []  # (original indices, their sequences) of the rows that ended
+    outputs = model._prefill(
+        input_ids, generation_config, model_kwargs, is_first_iteration=not generation_config.is_assistant
+    )
+    while True:
+        if outputs is None:
+            model_inputs = model.prepare_inputs_for_generation(
+                input_ids, next_sequence_length=1 if model_kwargs["use_cache"] else None, **model_kwargs
+            )
+            outputs = model(**model_inputs, return_dict=True)
+        model_kwargs = model._update_model_kwargs_for_generation(outputs, model_kwargs, is_encoder_decoder=True)
+        logits = outputs.logits[:, -1].to(copy=True, dtype=torch.float32, device=device)  # (B, V)
+        outputs = None
+        tokens = torch.argmax(logits_processor(input_ids, logits), dim=-1)  # (B,)
+        input_ids = torch.cat([input_ids, tokens[:, None]], dim=-1)  # (B, L+1)
+        ended = stopping_criteria(input_ids, None)  # (B,)
+        if not ended.any():
+            continue
+        if ended.all():
+            done.append((rows, input_ids))
+            break
+        gone, kept = ended.nonzero()[:, 0], (~ended).nonzero()[:, 0]
+        done.append((rows[gone], input_ids[gone]))
+        cache_key = next((key for key in ALL_CACHE_NAMES if key in model_kwargs), None)
+        _select_sources(model_kwargs, cache_key, input_ids.shape[0], kept, kept)
+        rows, input_ids = rows[kept], input_ids[kept]
+    # every row padded to the longest, in the original order (transformers appends padding to ended rows)
+    length = input_ids.shape[1]
+    order = torch.cat([part[0] for part in done]).argsort()
+    sequences = [nn.functional.pad(ids, (0, length - ids.shape[1]), value=int(pad_token_id)) for _, ids in done]
+    return torch.cat(sequences)[order]
+
+
+def greedy_drops_rows(model_kwargs, generation_config, logits_processor, stopping_criteria, streamer=None) -> bool:
+    """Whether `greedy_search` applies: greedy (not sampling), ids only, no streamer, an EOS to end rows early and
+    padding to fill them, row-wise processors and criteria, and model inputs whose rows we know."""
+    config = generation_config
+    if config.do_sample or streamer is not None or config._pad_token_tensor is None:
+        return False
+    if not any(type(criterion) is criteria.EosTokenCriteria for criterion in stopping_criteria):
+        return False  # nothing ends a row early: no row would leave
+    batch_size = model_kwargs["encoder_outputs"]["last_hidden_state"].shape[0]
+    return _rows_are_independent(config, logits_processor, stopping_criteria, model_kwargs, batch_size, 1)
+
+
 def _rows_are_independent(config, logits_processor, stopping_criteria, model_kwargs, batch_size, num_beams) -> bool:
     """Whether the rows of finished sources may leave the batch with every result unchanged: ids only (the per-step
     outputs of `return_dict_in_generate` would miss their rows), no sampling (fewer rows draw other random numbers),

@@ -41,7 +41,7 @@ from transformers.pytorch_utils import move_to_device
 from transformers.utils import logging
 
 from .configuration_rnn_seq2seq import RNNSeq2SeqConfig
-from .generation_rnn_seq2seq import beam_search
+from .generation_rnn_seq2seq import beam_search, greedy_drops_rows, greedy_search
 from .quantization_rnn_seq2seq import dequantize, quantize_dynamic_int8
 from .recurrence_rnn_seq2seq import (  # noqa: F401
     RecurrenceSpec,
@@ -1356,6 +1356,29 @@ class RNNSeq2SeqForConditionalGeneration(RNNSeq2SeqPreTrainedModel, GenerationMi
                 input_ids, logits_processor, stopping_criteria, generation_config, synced_gpus, **model_kwargs
             )
         return beam_search(self, input_ids, logits_processor, stopping_criteria, generation_config, **model_kwargs)
+
+    def _sample(
+        self,
+        input_ids,
+        logits_processor,
+        stopping_criteria,
+        generation_config,
+        synced_gpus=False,
+        streamer=None,
+        **model_kwargs,
+    ):
+        """Greedy decoding with ids as the only output drops the rows that have ended from the batch
+        (`generation_rnn_seq2seq.greedy_search`: the same ids, fewer rows to run); everything else (sampling,
+        streaming, per-step outputs, `synced_gpus`) is transformers' own."""
+        if not synced_gpus and greedy_drops_rows(
+            model_kwargs, generation_config, logits_processor, stopping_criteria, streamer
+        ):
+            return greedy_search(
+                self, input_ids, logits_processor, stopping_criteria, generation_config, **model_kwargs
+            )
+        return super()._sample(
+            input_ids, logits_processor, stopping_criteria, generation_config, synced_gpus, streamer, **model_kwargs
+        )
 
     def prepare_decoder_input_ids_from_labels(self, labels: torch.Tensor) -> torch.Tensor:
         return shift_tokens_right(labels, self.config.pad_token_id, self.config.decoder_start_token_id)

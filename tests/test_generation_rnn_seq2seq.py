@@ -353,9 +353,12 @@ class _EndSooner:
 
     rows_are_independent = True  # each row's scores from its own ids: beam search may drop finished sources
 
+    def __init__(self, rate=0.6):
+        self.rate = rate
+
     def __call__(self, input_ids, scores):
         scores = scores.clone()
-        scores[:, EOS] += 0.6 * input_ids.shape[1] * (1 + input_ids.sum(dim=1) % 3)
+        scores[:, EOS] += self.rate * input_ids.shape[1] * (1 + input_ids.sum(dim=1) % 3)
         return scores
 
 
@@ -528,3 +531,60 @@ def test_embedding_gate_table_is_not_used_past_a_hooked_or_wrapped_embedding(mon
     monkeypatch.setattr(modeling_rnn_seq2seq, "_EMBED_GATE_TABLE_MAX", 0)
     reference = _generate_scores(model)
     assert torch.equal(hooked[0], reference[0]) and torch.equal(hooked[1], reference[1])
+
+
+GREEDY_CASES = {
+    "default": dict(),
+    "processors": dict(min_new_tokens=3, no_repeat_ngram_size=2, repetition_penalty=1.3),
+    "two-eos": dict(eos_token_id=[EOS, 7]),
+    "no-cache": dict(use_cache=False),
+    "copyext-coverage": dict(),
+    "streamer": dict(),
+    "dict": dict(return_dict_in_generate=True, output_scores=True),
+}
+
+
+@pytest.mark.parametrize("case", GREEDY_CASES)
+def test_greedy_search_equals_transformers_sample(monkeypatch, case):
+    """Greedy decoding drops the rows that have ended from the batch (`generation_rnn_seq2seq.greedy_search`): the
+    ids are transformers' `_sample`'s, padding included; with a streamer or per-step outputs it is transformers' own
+    loop, every row to the end."""
+    from hf_rnn_seq2seq import RNNSeq2SeqForConditionalGeneration
+
+    overrides = {}
+    kwargs = dict(GREEDY_CASES[case], max_new_tokens=12)
+    if case == "copyext-coverage":
+        overrides = dict(use_copy=True, copy_extended_vocab=True, max_source_oovs=3, use_coverage=True)
+        kwargs["logits_processor"] = [_EndSooner(rate=0.1)]
+    model = tiny_model(**overrides)
+    with torch.no_grad():  # EOS likely enough that rows end at different steps
+        eos_row = model.lm_head.weight[EOS]
+        eos_row += model.lm_head.weight.std() * torch.randn(eos_row.shape, generator=torch.Generator().manual_seed(0))
+    inputs = source(batch_size=6, padding_side="left")
+    if model.config.copy_extended_vocab:
+        inputs["extended_input_ids"] = inputs["input_ids"].clone()
+
+    class Collect(BaseStreamer):
+        def put(self, value):
+            pass
+
+        def end(self):
+            pass
+
+    rows = []
+    hook = model.register_forward_pre_hook(
+        lambda module, args, kw: rows.append(len(kw["decoder_input_ids"])), with_kwargs=True
+    )
+    ours = model.generate(**inputs, **kwargs, streamer=Collect() if case == "streamer" else None)
+    hook.remove()
+    if case in ("streamer", "dict"):
+        assert min(rows) == rows[0]
+    else:
+        assert min(rows) < rows[0]
+    monkeypatch.setattr(RNNSeq2SeqForConditionalGeneration, "_sample", GenerationMixin._sample)
+    theirs = model.generate(**inputs, **kwargs)
+    if case == "dict":
+        ours, theirs = ours.sequences, theirs.sequences
+    assert torch.equal(ours, theirs)
+    ended_at = (theirs == EOS).float().argmax(dim=1)
+    assert len(set(ended_at.tolist())) > 2 and (theirs == model.config.pad_token_id).any()  # rows ended apart
