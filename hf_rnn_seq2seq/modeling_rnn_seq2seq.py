@@ -330,6 +330,7 @@ class RNNSeq2SeqAttention(nn.Module):
         encoder_states: torch.Tensor,  # (B_src, S, He)
         padding_mask: torch.Tensor,  # (B_src, 1, S) bool, True = padding (inverted once per call, not per step)
         coverage: torch.Tensor | None = None,  # (B, T, S) c^t of each query step (use_coverage only)
+        keep_tanh: list | None = None,  # additive: tanh(·) (B, T, S, H) is appended here, for a hand-written backward
     ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
         # g consecutive query rows may share one source (generate()'s beams / returned sequences, B = g · B_src): they
         # attend as g·T queries of that source, so its keys and states are read once, not once per beam.
@@ -342,7 +343,10 @@ class RNNSeq2SeqAttention(nn.Module):
             hidden = self.query_proj(query).unsqueeze(2) + keys.unsqueeze(1)  # (B, T, S, H)
             if coverage is not None:
                 hidden = hidden + coverage.unsqueeze(-1) * self.coverage_weight  # + w_c c^t_i
-            scores = self.score_proj(torch.tanh(hidden)).squeeze(-1)  # (B, T, S)
+            hidden = torch.tanh(hidden)
+            if keep_tanh is not None:
+                keep_tanh.append(hidden)
+            scores = self.score_proj(hidden).squeeze(-1)  # (B, T, S)
         else:
             scores = query @ keys.transpose(1, 2)  # (B, T, H) x (B, H, S) -> (B, T, S)
             if coverage is not None:

@@ -28,6 +28,10 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+# Additive attention's z_t = tanh(…) (B, T, S, H) are kept for the backward up to this many values (256 MB in float32);
+# above it the backward recomputes them, one step at a time.
+_KEEP_TANH_MAX = 1 << 26
+
 
 def flush_denormals(x: torch.Tensor) -> torch.Tensor:
     """`x` with its subnormal values (0 < |x| < finfo.tiny, about 1.2e-38 in float32; ±finfo.tiny itself too) set to
@@ -159,6 +163,7 @@ def _run(spec: RecurrenceSpec, embed_gates, hidden, cell, input_feed, coverage, 
         biases = [None] + [getattr(rnn, f"bias_ih_l{k}") + getattr(rnn, f"bias_hh_l{k}") for k in range(1, layers)]
     hidden, cell = list(hidden.unbind(0)), (list(cell.unbind(0)) if spec.is_lstm else None)  # L × (B, H)
     outputs = {name: [] for name in ("query", "attentional", "weights", "context", "coverage")}
+    keep_tanh = None if saved is None else saved.get("additive_tanh")  # the backward's z_t, when it keeps them
     gates = [[] for _ in range(layers)]  # per layer, per step: activations (LSTM) or (input, hidden) gates (GRU)
     states = [[] for _ in range(layers)]  # per layer, per step: h (and c) after the step
     for t, step_gates in enumerate(embed_gates.unbind(1)):  # T × (B, G·H)
@@ -197,7 +202,7 @@ def _run(spec: RecurrenceSpec, embed_gates, hidden, cell, input_feed, coverage, 
         query = x.unsqueeze(1)  # (B, 1, H)
         coverage_t = coverage.unsqueeze(1)  # (B, 1, S)
         attentional, weights, context = spec.attention(
-            query, keys, values, spec.padding_mask, coverage_t if spec.use_coverage else None
+            query, keys, values, spec.padding_mask, coverage_t if spec.use_coverage else None, keep_tanh
         )  # (B, 1, H), (B, 1, S), (B, 1, He)
         input_feed = (
             attentional.squeeze(1) if spec.feed_mask is None else attentional.squeeze(1) * spec.feed_mask[:, t]
@@ -225,6 +230,9 @@ class InputFeedingRecurrence(torch.autograd.Function):
     @staticmethod
     def forward(ctx, spec, embed_gates, hidden, cell, input_feed, coverage, keys, values, *weights):
         saved = {}
+        batch_size, steps = embed_gates.shape[:2]
+        if spec.attention.attention_type == "additive" and batch_size * steps * keys[0].numel() <= _KEEP_TANH_MAX:
+            saved["additive_tanh"] = []  # z_t = tanh(W_s s_t + b + k_i …) of every step: not recomputed backward
         outputs = _run(spec, embed_gates, hidden, cell, input_feed, coverage, keys, values, saved)
         query, attentional, attention, context, coverages = outputs[:5]
         ctx.spec, ctx.saved = spec, saved
@@ -311,13 +319,17 @@ class InputFeedingRecurrence(torch.autograd.Function):
                 d_cov = d_cov + d_coverages[:, t]
             s_t = query[:, t]  # (B, H)
             if kind == "additive":
-                # score_i = vᵀ tanh(W_s s + b + k_i + w_c c^t_i)
-                proj = F.linear(s_t, w_query, b_query).unsqueeze(1) + keys  # (B, S, H)
-                if w_coverage is not None:
-                    proj = proj + cov_t.unsqueeze(-1) * w_coverage
-                z = torch.tanh(proj)
+                # score_i = vᵀ z_i, z_i = tanh(W_s s + b + k_i + w_c c^t_i): kept by the forward, or recomputed
+                if "additive_tanh" in saved:
+                    z = cast(saved["additive_tanh"][t]).squeeze(1)  # (B, S, H)
+                else:
+                    proj = F.linear(s_t, w_query, b_query).unsqueeze(1) + keys  # (B, S, H)
+                    if w_coverage is not None:
+                        proj = proj + cov_t.unsqueeze(-1) * w_coverage
+                    z = torch.tanh(proj)
                 d_score_weight += torch.einsum("bs,bsh->h", d_score, z)
-                d_proj = d_score.unsqueeze(-1) * v * (1 - z * z)  # (B, S, H)
+                d_proj = torch.addcmul(z.new_ones(()), z, z, value=-1)  # 1 - z², one pass
+                d_proj.mul_(v).mul_(d_score.unsqueeze(-1))  # (B, S, H) ∂/∂(W_s s + b + k_i …)
                 d_keys_additive += d_proj
                 d_query_proj[t] = d_proj.sum(dim=1)  # (B, H)
                 d_s = d_s + d_query_proj[t] @ w_query

@@ -100,6 +100,33 @@ def test_backward_equals_autograd(overrides, dropout):
             torch.testing.assert_close(got, expected, rtol=1e-9, atol=1e-11)
 
 
+@pytest.mark.parametrize("coverage", [False, True], ids=["nocov", "cov"])
+@pytest.mark.parametrize("cell", ["lstm", "gru"])
+def test_additive_backward_keeps_or_recomputes_the_tanh(monkeypatch, cell, coverage):
+    """Additive attention's z_t = tanh(W_s s_t + b + k_i …) are kept by the forward for the backward (the test above),
+    or recomputed step by step above `_KEEP_TANH_MAX` values: both give autograd's gradients."""
+    model = tiny_model(cell_type=cell, attention_type="additive", use_coverage=coverage).double().train()
+    decoder = model.model.decoder
+    spec, tensors = _inputs(decoder, dropout=True)
+    saved = {"additive_tanh": []}
+    _run(spec, *tensors, saved=saved)
+    assert len(saved["additive_tanh"]) == tensors[0].shape[1]  # one (B, 1, S, H) per step
+    weights = spec.rnn_weights() + spec.attention_weights()
+    differentiable = [
+        x for x in (*tensors, *decoder.rnn.parameters(), *decoder.attention.parameters()) if x is not None
+    ]
+    reference = torch.autograd.grad(_weighted_sum(_run(spec, *tensors)), differentiable, allow_unused=True)
+    monkeypatch.setattr(recurrence_rnn_seq2seq, "_KEEP_TANH_MAX", 0)
+    mine = torch.autograd.grad(
+        _weighted_sum(InputFeedingRecurrence.apply(spec, *tensors, *weights)), differentiable, allow_unused=True
+    )
+    for expected, got in zip(reference, mine, strict=True):
+        if expected is None:
+            assert got is None or not got.any()
+        else:
+            torch.testing.assert_close(got, expected, rtol=1e-9, atol=1e-11)
+
+
 @pytest.mark.parametrize("cell", ["lstm", "gru"])
 def test_gradcheck(cell):
     """Against finite differences too (one configuration with everything on: additive, coverage, 2 layers)."""
