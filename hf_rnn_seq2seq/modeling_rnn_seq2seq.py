@@ -47,6 +47,8 @@ from .recurrence_rnn_seq2seq import (  # noqa: F401
     RecurrenceSpec,
     _gru_cell,
     _lstm_cell,
+    dropout,
+    dropout_mask,
     flush_denormal_grads,
     flush_denormals,
     run_encoder_lstm,
@@ -405,7 +407,7 @@ class RNNSeq2SeqEncoder(nn.Module):
         else:
             mask = _check_source_mask(attention_mask, batch_size, source_length)
 
-        embeds = self.dropout(self.embed_tokens(input_ids))  # (B, S, E)
+        embeds = dropout(self.embed_tokens(input_ids), self.dropout.p, self.training)  # (B, S, E)
         lengths = mask.sum(dim=1)  # (B,)
         if bool((lengths == source_length).all()):
             self.rnn.flatten_parameters()  # cuDNN wants one contiguous weight chunk (a no-op on CPU)
@@ -546,7 +548,7 @@ class RNNSeq2SeqDecoder(nn.Module):
         input_feed: torch.Tensor | None,  # (B, H)
         coverage: torch.Tensor | None,  # (B, S) Σ of the attention of all earlier steps (None without attention)
     ) -> _DecoderOutput:
-        embeds = self.dropout(self.embed_tokens(input_ids))  # (B, T, E)
+        embeds = dropout(self.embed_tokens(input_ids), self.dropout.p, self.training)  # (B, T, E)
         if self.input_feeding:
             rnn_outputs, attentional, weights, context, coverages, state, coverage = self._input_feeding_loop(
                 input_ids, embeds, encoder_states, attention_keys, padding_mask, state, input_feed, coverage
@@ -571,7 +573,7 @@ class RNNSeq2SeqDecoder(nn.Module):
                     rnn_outputs, attention_keys, encoder_states, padding_mask
                 )
                 coverage, coverages = coverage + weights.sum(dim=1), None  # (B, S)
-            attentional = self.dropout(attentional)  # (B, T, H); the recurrence applies it per step
+            attentional = dropout(attentional, self.dropout.p, self.training)  # (B, T, H); the recurrence: per step
         if not self.use_coverage:
             coverages = None  # c^t is a model output only with coverage
         p_gen = None
@@ -641,11 +643,9 @@ class RNNSeq2SeqDecoder(nn.Module):
         rnn = self.rnn
         feed_mask = layer_masks = None
         if self.training and self.dropout.p > 0:  # one mask for all steps: h̃_t's dropout
-            feed_mask = F.dropout(embeds.new_ones(batch_size, steps, self.config.hidden_size), self.dropout.p)
+            feed_mask = dropout_mask(embeds, (batch_size, steps, self.config.hidden_size), self.dropout.p)
         if self.training and rnn.num_layers > 1 and rnn.dropout > 0:  # nn.LSTM/GRU's dropout between layers
-            layer_masks = F.dropout(
-                embeds.new_ones(rnn.num_layers - 1, batch_size, steps, rnn.hidden_size), rnn.dropout
-            )
+            layer_masks = dropout_mask(embeds, (rnn.num_layers - 1, batch_size, steps, rnn.hidden_size), rnn.dropout)
         spec = RecurrenceSpec(
             rnn, self.attention, emb_size, padding_mask, feed_mask, layer_masks, self.use_coverage, self.int8_gates
         )

@@ -49,6 +49,22 @@ def flush_denormals(x: torch.Tensor) -> torch.Tensor:
     return F.hardshrink(x, torch.finfo(x.dtype).tiny)  # x where |x| > tiny, else 0: one pass (masked_fill: three)
 
 
+def dropout_mask(like: torch.Tensor, shape, p: float) -> torch.Tensor:
+    """A dropout mask of `shape`, in `like`'s dtype and device: 1/(1 − p) with probability 1 − p, else 0. On CPU it
+    is drawn as uniform ≥ p in place, in half the time of torch's `bernoulli_` (what `nn.Dropout` calls: 3.8 against
+    1.9 ms for 64 × 18 × 256 values), about 3 % of a training step with three masks; elsewhere it is torch's own."""
+    if like.device.type != "cpu" or p >= 1:
+        return F.dropout(like.new_ones(shape), p)
+    return torch.rand(shape, dtype=like.dtype, device=like.device).ge_(p).mul_(1 / (1 - p))
+
+
+def dropout(x: torch.Tensor, p: float, training: bool) -> torch.Tensor:
+    """`F.dropout(x, p, training)`, with the mask of `dropout_mask`."""
+    if not training or p == 0:
+        return x
+    return x * dropout_mask(x, x.shape, p)
+
+
 def flush_denormal_grads(x: torch.Tensor) -> None:
     """Flushes (see `flush_denormals`) the gradient that reaches `x` before it flows further back."""
     if x.requires_grad and x.device.type == "cpu":
@@ -573,7 +589,7 @@ def run_encoder_lstm(rnn: nn.LSTM, embeds: torch.Tensor, order: torch.Tensor, le
     suffixes = ["", "_reverse"][: len(reads)]
     for k in range(rnn.num_layers):
         if k > 0:
-            x = F.dropout(x, rnn.dropout, rnn.training)  # nn.LSTM's dropout between layers
+            x = dropout(x, rnn.dropout, rnn.training)  # nn.LSTM's dropout between layers
         w_ih, w_hh = (
             torch.stack([getattr(rnn, f"{name}_l{k}{s}") for s in suffixes]) for name in ("weight_ih", "weight_hh")
         )

@@ -290,6 +290,31 @@ TINY32 = torch.finfo(torch.float32).tiny
 PRODUCTS = {"mm", "bmm", "addmm", "addmm_", "baddbmm", "baddbmm_", "addbmm", "mkldnn_rnn_layer_backward"}
 
 
+@pytest.mark.parametrize("dtype", [torch.float32, torch.bfloat16, torch.float64])
+def test_dropout_masks(dtype):
+    """Our dropout (uniform ≥ p in place, faster than torch's bernoulli_ on CPU): values 0 or 1/(1 − p) in the input's
+    dtype, a fraction p of zeros, seeded like torch's; the identity in evaluation or at p = 0."""
+    x = torch.ones(200, 50, 40, dtype=dtype)
+    torch.manual_seed(0)
+    out = recurrence_rnn_seq2seq.dropout(x, 0.3, training=True)
+    assert out.dtype == dtype and out.shape == x.shape
+    values = set(out.unique().tolist())
+    assert values == {0.0, torch.tensor(1 / 0.7, dtype=dtype).item()}
+    assert abs((out == 0).float().mean().item() - 0.3) < 0.01
+    torch.manual_seed(0)
+    assert torch.equal(out, recurrence_rnn_seq2seq.dropout(x, 0.3, training=True))  # reproducible under a seed
+    assert recurrence_rnn_seq2seq.dropout(x, 0.3, training=False) is x
+    assert recurrence_rnn_seq2seq.dropout(x, 0.0, training=True) is x
+    assert not recurrence_rnn_seq2seq.dropout(x, 1.0, training=True).any()
+    mask = recurrence_rnn_seq2seq.dropout_mask(x, (3, 7), 0.5)
+    assert mask.shape == (3, 7) and mask.dtype == dtype
+    y = torch.randn(4, 5, requires_grad=True)
+    torch.manual_seed(1)
+    out = recurrence_rnn_seq2seq.dropout(y, 0.5, training=True)
+    out.sum().backward()
+    assert torch.equal(y.grad, (out != 0).float() * 2.0)  # the gradient goes through the kept units, scaled
+
+
 def test_flush_denormals():
     x = torch.tensor([0.0, TINY32 / 4, -TINY32 / 2, TINY32, -2 * TINY32, 1e-30, -1.0, float("inf")])
     flushed = flush_denormals(x)
