@@ -17,6 +17,8 @@ Shape legend (as in `modeling_rnn_seq2seq.py`): B sources, K beams, C candidates
 (max(2, 1 + number of EOS ids) · K), V the output width, L the length so far (prompt included).
 """
 
+import inspect
+
 import torch
 from torch import nn
 from transformers.generation import logits_process
@@ -99,6 +101,7 @@ def beam_search(model, input_ids, logits_processor, stopping_criteria, generatio
     # A source whose n-best list can no longer change leaves the batch (transformers keeps decoding it): `sources`
     # holds the original index of each source still in it, `left` the n-best lists of those that left.
     drop = _rows_are_independent(config, logits_processor, stopping_criteria, model_kwargs, batch_size, num_beams)
+    process = _processor_calls(logits_processor)
     sources, left = torch.arange(batch_size, device=device), []
 
     outputs = model._prefill(input_ids, config, model_kwargs, is_first_iteration=not config.is_assistant)
@@ -112,7 +115,7 @@ def beam_search(model, input_ids, logits_processor, stopping_criteria, generatio
 
         # a copy: without a cache the logits of every position would stay alive through a view
         logits = outputs.logits[:, -1, :].to(copy=True, dtype=torch.float32, device=device)  # (B·K, V)
-        log_probs = logits_processor(running, nn.functional.log_softmax(logits, dim=-1))  # (B·K, V)
+        log_probs = process(running, nn.functional.log_softmax(logits, dim=-1))  # (B·K, V)
         if return_dict:
             if output_logits:
                 raw_logits += (logits,)
@@ -246,9 +249,10 @@ def beam_search(model, input_ids, logits_processor, stopping_criteria, generatio
 def greedy_search(model, input_ids, logits_processor, stopping_criteria, generation_config, **model_kwargs):
     """`GenerationMixin._sample` for greedy decoding with ids as the only output, where the rows that have ended
     leave the batch (transformers keeps running them, appending padding, until the last one ends): the same ids, the
-    model runs on fewer rows. The caller checks `greedy_drops_rows` first."""
+    model runs on fewer rows. The caller checks `uses_greedy_search` first."""
     device = input_ids.device
-    pad_token_id = generation_config._pad_token_tensor.to(device)
+    pad_token_id = generation_config._pad_token_tensor  # None only when no row can end before the others
+    process = _processor_calls(logits_processor)
     batch_size = input_ids.shape[0]
     rows = torch.arange(batch_size, device=device)  # the original index of each row still running
     done = []  # (original indices, their sequences) of the rows that ended
@@ -264,7 +268,7 @@ def greedy_search(model, input_ids, logits_processor, stopping_criteria, generat
         model_kwargs = model._update_model_kwargs_for_generation(outputs, model_kwargs, is_encoder_decoder=True)
         logits = outputs.logits[:, -1].to(copy=True, dtype=torch.float32, device=device)  # (B, V)
         outputs = None
-        tokens = torch.argmax(logits_processor(input_ids, logits), dim=-1)  # (B,)
+        tokens = torch.argmax(process(input_ids, logits), dim=-1)  # (B,)
         input_ids = torch.cat([input_ids, tokens[:, None]], dim=-1)  # (B, L+1)
         ended = stopping_criteria(input_ids, None)  # (B,)
         if not ended.any():
@@ -277,6 +281,8 @@ def greedy_search(model, input_ids, logits_processor, stopping_criteria, generat
         cache_key = next((key for key in ALL_CACHE_NAMES if key in model_kwargs), None)
         _select_sources(model_kwargs, cache_key, input_ids.shape[0], kept, kept)
         rows, input_ids = rows[kept], input_ids[kept]
+    if len(done) == 1:  # every row ended at the same step
+        return input_ids
     # every row padded to the longest, in the original order (transformers appends padding to ended rows)
     length = input_ids.shape[1]
     order = torch.cat([part[0] for part in done]).argsort()
@@ -284,16 +290,31 @@ def greedy_search(model, input_ids, logits_processor, stopping_criteria, generat
     return torch.cat(sequences)[order]
 
 
-def greedy_drops_rows(model_kwargs, generation_config, logits_processor, stopping_criteria, streamer=None) -> bool:
-    """Whether `greedy_search` applies: greedy (not sampling), ids only, no streamer, an EOS to end rows early and
-    padding to fill them, row-wise processors and criteria, and model inputs whose rows we know."""
+def uses_greedy_search(model_kwargs, generation_config, logits_processor, stopping_criteria, streamer=None) -> bool:
+    """Whether `greedy_search` applies: greedy (not sampling), ids only, no streamer, row-wise processors and
+    criteria, model inputs whose rows we know, and padding for rows that end early (when an EOS can end them)."""
     config = generation_config
-    if config.do_sample or streamer is not None or config._pad_token_tensor is None:
+    if config.do_sample or streamer is not None:
         return False
-    if not any(type(criterion) is criteria.EosTokenCriteria for criterion in stopping_criteria):
-        return False  # nothing ends a row early: no row would leave
+    if config._pad_token_tensor is None and any(type(c) is criteria.EosTokenCriteria for c in stopping_criteria):
+        return False
     batch_size = model_kwargs["encoder_outputs"]["last_hidden_state"].shape[0]
     return _rows_are_independent(config, logits_processor, stopping_criteria, model_kwargs, batch_size, 1)
+
+
+def _processor_calls(logits_processor):
+    """`logits_processor(input_ids, scores)`, calling each processor directly when all of them take just those two
+    arguments (`LogitsProcessorList` inspects every processor's signature at every step, ~20 µs each)."""
+    processors = list(logits_processor)
+    if any(len(inspect.signature(p.__call__).parameters) > 2 for p in processors):
+        return logits_processor  # it passes extra keyword arguments, or raises the error that they are missing
+
+    def process(input_ids, scores):
+        for processor in processors:
+            scores = processor(input_ids, scores)
+        return scores
+
+    return process
 
 
 def _rows_are_independent(config, logits_processor, stopping_criteria, model_kwargs, batch_size, num_beams) -> bool:

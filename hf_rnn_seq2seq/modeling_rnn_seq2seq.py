@@ -41,7 +41,7 @@ from transformers.pytorch_utils import move_to_device
 from transformers.utils import logging
 
 from .configuration_rnn_seq2seq import RNNSeq2SeqConfig
-from .generation_rnn_seq2seq import beam_search, greedy_drops_rows, greedy_search
+from .generation_rnn_seq2seq import beam_search, greedy_search, uses_greedy_search
 from .quantization_rnn_seq2seq import dequantize, quantize_dynamic_int8
 from .recurrence_rnn_seq2seq import (  # noqa: F401
     RecurrenceSpec,
@@ -1374,7 +1374,7 @@ class RNNSeq2SeqForConditionalGeneration(RNNSeq2SeqPreTrainedModel, GenerationMi
         """Greedy decoding with ids as the only output drops the rows that have ended from the batch
         (`generation_rnn_seq2seq.greedy_search`: the same ids, fewer rows to run); everything else (sampling,
         streaming, per-step outputs, `synced_gpus`) is transformers' own."""
-        if not synced_gpus and greedy_drops_rows(
+        if not synced_gpus and uses_greedy_search(
             model_kwargs, generation_config, logits_processor, stopping_criteria, streamer
         ):
             return greedy_search(

@@ -541,6 +541,7 @@ GREEDY_CASES = {
     "copyext-coverage": dict(),
     "streamer": dict(),
     "dict": dict(return_dict_in_generate=True, output_scores=True),
+    "max-length-only": dict(eos_token_id=None, pad_token_id=None),
 }
 
 
@@ -549,7 +550,11 @@ def test_greedy_search_equals_transformers_sample(monkeypatch, case):
     """Greedy decoding drops the rows that have ended from the batch (`generation_rnn_seq2seq.greedy_search`): the
     ids are transformers' `_sample`'s, padding included; with a streamer or per-step outputs it is transformers' own
     loop, every row to the end."""
-    from hf_rnn_seq2seq import RNNSeq2SeqForConditionalGeneration
+    from hf_rnn_seq2seq import RNNSeq2SeqForConditionalGeneration, modeling_rnn_seq2seq
+
+    ran = []
+    greedy_search = modeling_rnn_seq2seq.greedy_search
+    monkeypatch.setattr(modeling_rnn_seq2seq, "greedy_search", lambda *a, **k: ran.append(1) or greedy_search(*a, **k))
 
     overrides = {}
     kwargs = dict(GREEDY_CASES[case], max_new_tokens=12)
@@ -577,7 +582,8 @@ def test_greedy_search_equals_transformers_sample(monkeypatch, case):
     )
     ours = model.generate(**inputs, **kwargs, streamer=Collect() if case == "streamer" else None)
     hook.remove()
-    if case in ("streamer", "dict"):
+    assert bool(ran) == (case not in ("streamer", "dict"))  # ours, or transformers' loop
+    if case in ("streamer", "dict", "max-length-only"):  # all rows to the end (without EOS no row ends early)
         assert min(rows) == rows[0]
     else:
         assert min(rows) < rows[0]
@@ -586,5 +592,6 @@ def test_greedy_search_equals_transformers_sample(monkeypatch, case):
     if case == "dict":
         ours, theirs = ours.sequences, theirs.sequences
     assert torch.equal(ours, theirs)
-    ended_at = (theirs == EOS).float().argmax(dim=1)
-    assert len(set(ended_at.tolist())) > 2 and (theirs == model.config.pad_token_id).any()  # rows ended apart
+    if case != "max-length-only":
+        ended_at = (theirs == EOS).float().argmax(dim=1)
+        assert len(set(ended_at.tolist())) > 2 and (theirs == model.config.pad_token_id).any()  # rows ended apart
