@@ -106,15 +106,7 @@ def beam_search(model, input_ids, logits_processor, stopping_criteria, generatio
 
     outputs = model._prefill(input_ids, config, model_kwargs, is_first_iteration=not config.is_assistant)
     while True:
-        if outputs is None:
-            model_inputs = model.prepare_inputs_for_generation(
-                running, next_sequence_length=1 if model_kwargs["use_cache"] else None, **model_kwargs
-            )
-            outputs = model(**model_inputs, return_dict=True)
-        model_kwargs = model._update_model_kwargs_for_generation(outputs, model_kwargs, is_encoder_decoder=True)
-
-        # a copy: without a cache the logits of every position would stay alive through a view
-        logits = outputs.logits[:, -1, :].to(copy=True, dtype=torch.float32, device=device)  # (B·K, V)
+        outputs, model_kwargs, logits = _decoder_step(model, running, outputs, model_kwargs)  # logits (B·K, V)
         log_probs = process(running, nn.functional.log_softmax(logits, dim=-1))  # (B·K, V)
         if return_dict:
             if output_logits:
@@ -260,13 +252,7 @@ def greedy_search(model, input_ids, logits_processor, stopping_criteria, generat
         input_ids, generation_config, model_kwargs, is_first_iteration=not generation_config.is_assistant
     )
     while True:
-        if outputs is None:
-            model_inputs = model.prepare_inputs_for_generation(
-                input_ids, next_sequence_length=1 if model_kwargs["use_cache"] else None, **model_kwargs
-            )
-            outputs = model(**model_inputs, return_dict=True)
-        model_kwargs = model._update_model_kwargs_for_generation(outputs, model_kwargs, is_encoder_decoder=True)
-        logits = outputs.logits[:, -1].to(copy=True, dtype=torch.float32, device=device)  # (B, V)
+        _, model_kwargs, logits = _decoder_step(model, input_ids, outputs, model_kwargs)  # logits (B, V)
         outputs = None
         tokens = torch.argmax(process(input_ids, logits), dim=-1)  # (B,)
         input_ids = torch.cat([input_ids, tokens[:, None]], dim=-1)  # (B, L+1)
@@ -288,6 +274,20 @@ def greedy_search(model, input_ids, logits_processor, stopping_criteria, generat
     order = torch.cat([part[0] for part in done]).argsort()
     sequences = [nn.functional.pad(ids, (0, length - ids.shape[1]), value=int(pad_token_id)) for _, ids in done]
     return torch.cat(sequences)[order]
+
+
+def _decoder_step(model, ids, outputs, model_kwargs):
+    """One step of generation: the model's outputs for the hypotheses `ids` (the prefill's `outputs` at the first
+    step), generate()'s kwargs updated with them, and the last position's logits in float32 (a copy: without a
+    cache a view would keep the logits of every position alive)."""
+    if outputs is None:
+        model_inputs = model.prepare_inputs_for_generation(
+            ids, next_sequence_length=1 if model_kwargs["use_cache"] else None, **model_kwargs
+        )
+        outputs = model(**model_inputs, return_dict=True)
+    model_kwargs = model._update_model_kwargs_for_generation(outputs, model_kwargs, is_encoder_decoder=True)
+    logits = outputs.logits[:, -1, :].to(copy=True, dtype=torch.float32, device=ids.device)
+    return outputs, model_kwargs, logits
 
 
 def uses_greedy_search(model_kwargs, generation_config, logits_processor, stopping_criteria, streamer=None) -> bool:

@@ -362,6 +362,18 @@ class _EndSooner:
         return scores
 
 
+def _model_ending_early(overrides, batch_size):
+    """A tiny model whose EOS is likely enough that hypotheses end at different steps, and left-padded sources."""
+    model = tiny_model(**overrides)
+    with torch.no_grad():
+        eos_row = model.lm_head.weight[EOS]
+        eos_row += model.lm_head.weight.std() * torch.randn(eos_row.shape, generator=torch.Generator().manual_seed(0))
+    inputs = source(batch_size=batch_size, padding_side="left")
+    if model.config.copy_extended_vocab:
+        inputs["extended_input_ids"] = inputs["input_ids"].clone()
+    return model, inputs
+
+
 def _stop_on_token(token):
     """A user's stopping criterion: a hypothesis ends when its last token is `token`."""
     from transformers import StoppingCriteria, StoppingCriteriaList
@@ -387,13 +399,7 @@ def test_beam_search_equals_transformers_beam_search(monkeypatch, case, outputs)
         overrides = dict(use_copy=True, copy_extended_vocab=True, max_source_oovs=3, use_coverage=True)
         kwargs["coverage_penalty"] = 0.3
         kwargs["logits_processor"] = [_EndSooner()]  # the copy mixture keeps EOS unlikely at initialisation
-    model = tiny_model(**overrides)
-    with torch.no_grad():  # EOS likely enough that hypotheses end at different steps
-        eos_row = model.lm_head.weight[EOS]
-        eos_row += model.lm_head.weight.std() * torch.randn(eos_row.shape, generator=torch.Generator().manual_seed(0))
-    inputs = source(batch_size=4, padding_side="left")
-    if model.config.copy_extended_vocab:
-        inputs["extended_input_ids"] = inputs["input_ids"].clone()
+    model, inputs = _model_ending_early(overrides, batch_size=4)
     if case == "stopping-criterion":
         kwargs["stopping_criteria"] = _stop_on_token(9)
     kwargs["max_new_tokens"] = 12
@@ -561,13 +567,7 @@ def test_greedy_search_equals_transformers_sample(monkeypatch, case):
     if case == "copyext-coverage":
         overrides = dict(use_copy=True, copy_extended_vocab=True, max_source_oovs=3, use_coverage=True)
         kwargs["logits_processor"] = [_EndSooner(rate=0.1)]
-    model = tiny_model(**overrides)
-    with torch.no_grad():  # EOS likely enough that rows end at different steps
-        eos_row = model.lm_head.weight[EOS]
-        eos_row += model.lm_head.weight.std() * torch.randn(eos_row.shape, generator=torch.Generator().manual_seed(0))
-    inputs = source(batch_size=6, padding_side="left")
-    if model.config.copy_extended_vocab:
-        inputs["extended_input_ids"] = inputs["input_ids"].clone()
+    model, inputs = _model_ending_early(overrides, batch_size=6)
 
     class Collect(BaseStreamer):
         def put(self, value):
