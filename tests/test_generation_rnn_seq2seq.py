@@ -464,79 +464,157 @@ def _generate_scores(model, **kwargs):
     return out.sequences, out.sequences_scores
 
 
+# What generate() keeps for the length of one call (`RNNSeq2SeqDecoder._derived`): the embedding-gate table, the
+# K-major copies of the step weights and of the output layer's.
+KEPT = ("embed_gates", "kmajor", "lm_head")
+
+
+def _record_kept(model):
+    """{name: number of times made} of the values the model's `_DerivedWeights` hands out from now on."""
+    derived, made = model.model.decoder._derived, {}
+    get = derived.get
+
+    def spy(name, weights, make, **options):
+        def counted():
+            made[name] = made.get(name, 0) + 1
+            return make()
+
+        value = get(name, weights, counted, **options)
+        if value is not None:
+            made.setdefault(name, 0)
+        return value
+
+    derived.get = spy
+    return made
+
+
+def _keep_nothing(monkeypatch):
+    """Switch off everything generate() keeps: the products read the weights themselves."""
+    from hf_rnn_seq2seq import modeling_rnn_seq2seq, recurrence_rnn_seq2seq
+
+    monkeypatch.setattr(modeling_rnn_seq2seq, "_EMBED_GATE_TABLE_MAX", 0)
+    for module in (modeling_rnn_seq2seq, recurrence_rnn_seq2seq):
+        monkeypatch.setattr(module, "kmajor_applies", lambda *args: False)
+
+
 @pytest.mark.parametrize(
     "overrides",
-    [dict(), dict(cell_type="gru"), dict(decoder_layers=2, use_copy=True, use_coverage=True)],
-    ids=["lstm", "gru", "lstm-D2-copy-coverage"],
+    [
+        dict(),
+        dict(cell_type="gru"),
+        dict(decoder_layers=2, use_copy=True, use_coverage=True),
+        dict(attention_type="additive", tie_word_embeddings=False),
+    ],
+    ids=["lstm", "gru", "lstm-D2-copy-coverage", "additive-untied"],
 )
-def test_embedding_gate_table_gives_what_the_products_give(monkeypatch, overrides):
-    """In inference the input-feeding decoder looks W_e · emb(y) + b up in a (V, G·H) table: the outputs are those of
-    the per-step products (the table switched off)."""
-    from hf_rnn_seq2seq import modeling_rnn_seq2seq
-
+def test_kept_inference_tensors_give_what_the_weights_give(monkeypatch, overrides):
+    """generate()'s input-feeding decoder looks W_e · emb(y) + b up in a (V, G·H) table, and multiplies by K-major
+    copies of the step weights and of the output layer's (float32 on CPU), each made once per call: the outputs are
+    those of the products by the weights themselves, to float32 rounding."""
     model = peaky(tiny_model(**overrides))
+    made = _record_kept(model)
     sequences, scores = _generate_scores(model)
-    assert model.model.decoder._embed_gate_cache is not None
-    monkeypatch.setattr(modeling_rnn_seq2seq, "_EMBED_GATE_TABLE_MAX", 0)
-    model.model.decoder._embed_gate_cache = None
+    assert made == {name: 1 for name in KEPT}  # each made once for the call's 6 steps
+    _keep_nothing(monkeypatch)
+    made.clear()
     reference_sequences, reference_scores = _generate_scores(model)
-    assert model.model.decoder._embed_gate_cache is None
+    assert not made
     assert torch.equal(sequences, reference_sequences)
     torch.testing.assert_close(scores, reference_scores, rtol=0, atol=1e-5)
 
 
-def test_embedding_gate_table_follows_weight_changes():
-    """The table is kept between generate() calls, and remade after any change of the weights it is made of: an
-    in-place edit, an optimiser step, `load_state_dict` (copying or assigning new tensors)."""
+def test_kept_inference_tensors_live_for_one_generate_call():
+    """What generate() keeps is made anew at every call: a training step between two calls may change the weights
+    without bumping their version counters (fused AdamW, `Trainer`'s default), and the next call must see the new
+    weights. Outside generate() nothing is kept; a deep copy or a pickled model keeps nothing either."""
     import copy
+    import pickle
 
     model = peaky(tiny_model())
+    made = _record_kept(model)
 
-    def fresh(m):  # the same model without a kept table
-        twin = copy.deepcopy(m)
-        twin.model.decoder._embed_gate_cache = None
-        return _generate_scores(twin)
-
-    def check():
+    def check():  # what a copy of the model, which keeps nothing from earlier calls, generates
         ours = _generate_scores(model)
-        assert torch.equal(ours[0], fresh(model)[0])
-        torch.testing.assert_close(ours[1], fresh(model)[1], rtol=0, atol=1e-6)
+        twin = copy.deepcopy(model)
+        reference = _generate_scores(twin)
+        assert torch.equal(ours[0], reference[0])
+        torch.testing.assert_close(ours[1], reference[1], rtol=0, atol=1e-6)
 
     check()
-    table = model.model.decoder._embed_gate_cache[2]
     _generate_scores(model)
-    assert model.model.decoder._embed_gate_cache[2] is table  # kept
+    assert made == {name: 2 for name in KEPT}  # once per call (the deep copy has a `_derived` of its own)
     with torch.no_grad():
-        model.model.decoder.rnn.bias_ih_l0.add_(0.5)  # in place
-    check()
-    model.train()
-    optimizer = torch.optim.SGD(model.parameters(), lr=1.0)
-    model(**make_batch()).loss.backward()
-    optimizer.step()
-    model.eval()
-    check()
-    other = peaky(tiny_model(seed=5))
-    model.load_state_dict(other.state_dict())
+        model(**source(), decoder_input_ids=torch.full((3, 1), BOS))  # a step outside generate(): nothing kept
+    assert made == {name: 2 for name in KEPT}
+    for optimizer_class, options in ((torch.optim.AdamW, dict(fused=True)), (torch.optim.SGD, {})):
+        version = model.lm_head.weight._version
+        model.train()
+        optimizer = optimizer_class(model.parameters(), lr=0.5, **options)
+        model(**make_batch()).loss.backward()
+        optimizer.step()
+        model.eval()
+        if optimizer_class is torch.optim.AdamW:
+            assert model.lm_head.weight._version == version  # torch does not see this update
+        check()
+    with torch.no_grad():
+        model.model.decoder.rnn.bias_ih_l0.add_(0.5)
     check()
     model.load_state_dict(peaky(tiny_model(seed=6)).state_dict(), assign=True)
     check()
+    unpickled = pickle.loads(pickle.dumps(model))
+    assert torch.equal(_generate_scores(unpickled)[0], _generate_scores(model)[0])
 
 
-def test_embedding_gate_table_is_not_used_past_a_hooked_or_wrapped_embedding(monkeypatch):
-    """A forward hook on the embedding (or a wrapper such as PEFT's) may change its output: the decoder then
-    multiplies the embeddings it returns, as it does without the table."""
-    from hf_rnn_seq2seq import modeling_rnn_seq2seq
+@pytest.mark.parametrize("layer", ["embedding", "combine", "lm_head"])
+def test_kept_inference_tensors_are_not_used_past_a_hooked_layer(monkeypatch, layer):
+    """A forward hook on a layer (or a wrapper such as PEFT's) may change its output: the model then runs the layer
+    itself, as it does with nothing kept."""
+    model = peaky(tiny_model())
+    module = {
+        "embedding": model.model.decoder.embed_tokens,
+        "combine": model.model.decoder.attention.combine,
+        "lm_head": model.lm_head,
+    }[layer]
+    plain = _generate_scores(model)
+    made = _record_kept(model)
+    module.register_forward_hook(lambda module, args, output: output * 3.0)
+    hooked = _generate_scores(model)
+    assert {"embedding": "embed_gates", "combine": "kmajor"}.get(layer, layer) not in made
+    assert not torch.allclose(hooked[1], plain[1])  # the hook matters
+    _keep_nothing(monkeypatch)
+    reference = _generate_scores(model)
+    assert torch.equal(hooked[0], reference[0])
+    torch.testing.assert_close(hooked[1], reference[1], rtol=0, atol=1e-5)
+
+
+def test_embedding_gate_table_only_once_it_pays():
+    """A (V, G·H) table costs what embedding V tokens through the products costs: a call makes it once it has
+    embedded V (here 23) tokens, not before, so that short calls over a large vocabulary do not pay for it."""
+    model = peaky(tiny_model())
+    made = _record_kept(model)
+    model.generate(**source(batch_size=1), max_new_tokens=5, min_new_tokens=5)  # 5 tokens
+    assert "embed_gates" not in made and "kmajor" in made
+    model.generate(**source(batch_size=1), max_new_tokens=30, min_new_tokens=30)  # made at the 23rd
+    assert made["embed_gates"] == 1
+
+
+def test_kmajor_copies_only_for_few_rows(monkeypatch):
+    """K-major copies are used for steps of at most `_KMAJOR_MAX_ROWS` rows (they lose to the transposed read on
+    larger products), not under autocast, and not for float64 weights."""
+    from hf_rnn_seq2seq import recurrence_rnn_seq2seq
 
     model = peaky(tiny_model())
-    plain = _generate_scores(model)
-    model.model.decoder._embed_gate_cache = None
-    model.model.decoder.embed_tokens.register_forward_hook(lambda module, args, output: output * 3.0)
-    hooked = _generate_scores(model)
-    assert model.model.decoder._embed_gate_cache is None
-    assert not torch.allclose(hooked[1], plain[1])  # the hook matters
-    monkeypatch.setattr(modeling_rnn_seq2seq, "_EMBED_GATE_TABLE_MAX", 0)
-    reference = _generate_scores(model)
-    assert torch.equal(hooked[0], reference[0]) and torch.equal(hooked[1], reference[1])
+    made = _record_kept(model)
+    monkeypatch.setattr(recurrence_rnn_seq2seq, "_KMAJOR_MAX_ROWS", 2)  # the 3 rows of `source()` are too many
+    _generate_scores(model)
+    assert "kmajor" not in made and "lm_head" not in made and "embed_gates" in made
+    monkeypatch.undo()
+    made.clear()
+    with torch.autocast("cpu", dtype=torch.bfloat16):
+        _generate_scores(model)
+    assert "kmajor" not in made
+    _generate_scores(model.double())
+    assert "kmajor" not in made
 
 
 GREEDY_CASES = {
