@@ -42,9 +42,10 @@ Differences from the peers that the numbers carry:
   joey have one per side (onmt's copy variants share theirs too); sources end with `</s>` (the package's tokenizer
   convention), which onmt's do not; the output layer is tied to the embeddings (our default), onmt's is not.
 - batches: `train_sampling_strategy="group_by_length"` (transformers' LengthGroupedSampler, the counterpart of onmt's
-  length-sorted buckets) sorts each mega-batch of 50 batches longest first, so a run of a few dozen steps sees mostly
-  long sentences (30 steps on copyrev: 1202 target tokens per step against onmt's 929); use >= 200 steps (whole
-  mega-batches) for throughput figures and check `train.tgt_tokens_per_step`.
+  length-sorted buckets) cuts each mega-batch of 50 batches by length; `RNNSeq2SeqTrainer` hands them out in random
+  order, the one with the longest example first. (transformers' own order, longest first in every mega-batch, made a
+  30-step run see 1202 target tokens per step against onmt's 929.) Use >= 200 steps for throughput figures and check
+  `train.tgt_tokens_per_step`.
 - the optimizer: transformers' default `optim="adamw_torch_fused"` (torch's fused AdamW kernel; with weight decay 0
   the same update as Adam), where onmt steps torch's Adam one parameter at a time: 1.3 against 5.4 ms per step for
   this model's 1.2 M parameters.
@@ -869,8 +870,7 @@ def add_train_args(p: argparse.ArgumentParser) -> None:
         choices=["group_by_length", "random"],
         default="group_by_length",
         help="ours: transformers' train_sampling_strategy. group_by_length (the default, the counterpart of onmt's "
-        "length-sorted buckets: least padding) orders each mega-batch of 50 batches longest first; on copyrev that "
-        "order kept our model from learning in 2 000 steps, which random batches learn in ~600: use random for quality",
+        "length-sorted buckets: least padding; RNNSeq2SeqTrainer hands its batches out in random order) or random",
     )
 
 

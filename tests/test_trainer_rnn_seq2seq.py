@@ -153,3 +153,57 @@ def test_our_trainer_keeps_the_recurrent_state_on_for_generation(tmp_path):
     assert ours.model.config.use_cache is True
     rebuilt = type(model)(model.config)
     assert rebuilt.generation_config.use_cache is True
+
+
+def test_length_groups_come_in_random_order():
+    """`ShuffledLengthGroupedSampler` hands out transformers' length groups (the same batches of similar lengths) in
+    random order: the first group (with the longest example) first, a last, shorter group last, reproducibly."""
+    from transformers.trainer_pt_utils import LengthGroupedSampler
+
+    from hf_rnn_seq2seq.trainer_rnn_seq2seq import ShuffledLengthGroupedSampler
+
+    lengths = torch.randint(1, 60, (1003,), generator=torch.Generator().manual_seed(0)).tolist()
+    size = 8
+
+    def groups(seed, shuffled):
+        sampler = LengthGroupedSampler(size, lengths=lengths, generator=torch.Generator().manual_seed(seed))
+        indices = list(ShuffledLengthGroupedSampler(sampler) if shuffled else sampler)
+        assert sorted(indices) == list(range(len(lengths)))
+        return [indices[i : i + size] for i in range(0, len(indices), size)]
+
+    stock, ours = groups(1, False), groups(1, True)
+    assert ours == groups(1, True)  # reproducible
+    assert ours[0] == stock[0] and ours[-1] == stock[-1] and len(ours[-1]) == 1003 % size
+    assert sorted(map(tuple, ours)) == sorted(map(tuple, stock))  # the same batches
+    assert ours != stock
+    # transformers' order sweeps from long to short within each mega-batch of 50 groups; ours does not
+    spans = [max(lengths[i] for i in group) for group in ours[1:50]]
+    assert spans != sorted(spans, reverse=True)
+    # little padding (except where transformers swapped the longest example of all into the first group)
+    spreads = [max(lengths[i] for i in g) - min(lengths[i] for i in g) for g in ours[:-1]]
+    assert sum(spread > 4 for spread in spreads) <= 1
+
+
+@pytest.mark.parametrize("shuffle", [True, False])
+def test_our_trainer_shuffles_length_groups(tmp_path, shuffle):
+    """RNNSeq2SeqTrainer with `train_sampling_strategy="group_by_length"` uses `ShuffledLengthGroupedSampler` (unless
+    `shuffle_length_groups=False`), and trains with it."""
+    from transformers.trainer_pt_utils import LengthGroupedSampler
+
+    from hf_rnn_seq2seq import RNNSeq2SeqTrainer
+    from hf_rnn_seq2seq.trainer_rnn_seq2seq import ShuffledLengthGroupedSampler
+
+    stock = make_trainer(tmp_path, tiny_model(), reversal_dataset(64), train_sampling_strategy="group_by_length")
+    trainer = RNNSeq2SeqTrainer(
+        model=tiny_model(),
+        args=stock.args,
+        train_dataset=reversal_dataset(64),
+        data_collator=stock.data_collator,
+        shuffle_length_groups=shuffle,
+    )
+    sampler = trainer._get_train_sampler()
+    assert type(sampler) is (ShuffledLengthGroupedSampler if shuffle else LengthGroupedSampler)
+    widths = [batch["labels"].shape[1] for batch in trainer.get_train_dataloader()]
+    assert len(widths) == 4
+    trainer.train()
+    assert trainer.state.global_step == 4 * trainer.args.num_train_epochs
