@@ -296,8 +296,8 @@ class InputFeedingRecurrence(torch.autograd.Function):
     def forward(ctx, spec, embed_gates, hidden, cell, input_feed, coverage, keys, values, *weights):
         saved = {}
         batch_size, steps = embed_gates.shape[:2]
-        if spec.kmajor is None and (weights := spec.step_weights(batch_size)) is not None:
-            spec.kmajor = kmajor_weights(weights)  # once per forward: the weights change at every optimiser step
+        if spec.kmajor is None and (step_weights := spec.step_weights(batch_size)) is not None:
+            spec.kmajor = kmajor_weights(step_weights)  # once per forward: the weights change at every optimiser step
         if spec.attention.attention_type == "additive" and batch_size * steps * keys[0].numel() <= _KEEP_TANH_MAX:
             saved["additive_tanh"] = []  # z_t = tanh(W_s s_t + b + k_i …) of every step: not recomputed backward
         outputs = _run(spec, embed_gates, hidden, cell, input_feed, coverage, keys, values, saved)
@@ -390,10 +390,10 @@ class InputFeedingRecurrence(torch.autograd.Function):
                 if "additive_tanh" in saved:
                     z = cast(saved["additive_tanh"][t]).squeeze(1)  # (B, S, H)
                 else:
-                    proj = F.linear(s_t, w_query, b_query).unsqueeze(1) + keys  # (B, S, H)
+                    z = F.linear(s_t, w_query, b_query).unsqueeze(1) + keys  # (B, S, H)
                     if w_coverage is not None:
-                        proj = proj + cov_t.unsqueeze(-1) * w_coverage
-                    z = torch.tanh(proj)
+                        z.addcmul_(cov_t.unsqueeze(-1), w_coverage)
+                    z.tanh_()
                 d_score_weight += torch.einsum("bs,bsh->h", d_score, z)
                 d_proj = torch.addcmul(z.new_ones(()), z, z, value=-1)  # 1 - z², one pass
                 d_proj.mul_(v).mul_(d_score.unsqueeze(-1))  # (B, S, H) ∂/∂(W_s s + b + k_i …)
