@@ -24,7 +24,6 @@ One code path serves training and inference: `forward` with the full target, and
 step with the recurrent state carried in `cache` (an `RNNSeq2SeqCache`), give the same numbers.
 """
 
-import contextlib
 import math
 import os
 import weakref
@@ -34,6 +33,7 @@ import torch
 import torch.nn.functional as F
 from safetensors import SafetensorError
 from torch import nn
+from torch.optim.optimizer import register_optimizer_step_post_hook
 from transformers import GenerationMixin, LogitsProcessor, LogitsProcessorList, PreTrainedModel
 from transformers import initialization as init
 from transformers.cache_utils import Cache
@@ -522,57 +522,51 @@ class _DecoderOutput:
     rnn_outputs: torch.Tensor  # (B, T, H) s_t
 
 
+# Optimiser steps taken in this process, by any optimiser (`_DerivedWeights`).
+_optimizer_steps = 0
+
+
+def _count_optimizer_step(optimizer, args, kwargs) -> None:
+    global _optimizer_steps
+    _optimizer_steps += 1
+
+
+register_optimizer_step_post_hook(_count_optimizer_step)
+
+
 class _DerivedWeights:
-    """Tensors made from weights for inference (the embedding-gate table, the K-major step weights), kept for the
-    length of one `generate()` call (`keep()`), whose steps all read them; outside one, `get` returns None and the
-    model multiplies by the weights themselves. They are not kept across calls: a training step between two calls may
-    change the weights without torch noticing (the fused AdamW that `Trainer` uses by default updates them in place
-    without bumping their version counters, and neither does an edit through `.data`), so the next call makes them
-    anew (~1 ms for the benchmark models' 560 × 1 024 table, ~1-2 % of a `generate()` of 30 sentences). Within a call
-    they are also remade if their weights are not the same tensors, with the same storage and version counter. Not
-    pickled, not deep-copied."""
+    """Tensors made from weights for inference (the embedding-gate table, the K-major step weights), kept between
+    calls while those weights are unchanged: the same tensor objects (weak references: a freed tensor's storage may
+    be reused by a new one), with the same storage and version counter, and no optimiser step taken since. (A torch
+    optimiser updates weights in place, and a fused one, such as the AdamW `Trainer` uses by default, does so without
+    bumping their version counters: so any optimiser step in the process, of any model, drops what is kept.) An edit
+    through `.data` bypasses the version counter, for autograd as for this cache: call
+    `model.model.decoder._derived.clear()` after one. Not pickled, not deep-copied: a copy makes its own."""
 
     def __init__(self):
         self._kept = {}  # name -> (weak references to the weights, their state, the derived value)
-        self._counts = {}  # name -> a running count of this call (`count`)
-        self._depth = 0  # open `keep()` blocks (nested generate() calls, threads)
 
-    @contextlib.contextmanager
-    def keep(self):
-        """Within this block, `get` makes each value once and keeps it; at its end, what was kept is dropped."""
-        self._depth += 1
+    def get(self, name: str, weights: list[torch.Tensor], make):
+        """The value `make()` derived from `weights`, kept or made now; None for inference-mode weights (which count
+        no versions)."""
         try:
-            yield self
-        finally:
-            self._depth -= 1
-            if self._depth == 0:
-                self._kept, self._counts = {}, {}
-
-    def count(self, name: str, n: int) -> int:
-        """Adds `n` to this call's count `name` and returns the total (0 outside `keep()`)."""
-        if not self._depth:
-            return 0
-        self._counts[name] = self._counts.get(name, 0) + n
-        return self._counts[name]
-
-    def get(self, name: str, weights: list[torch.Tensor], make, make_now: bool = True):
-        """The value `make()` derived from `weights`: kept, or made now (unless `make_now` is False); None outside
-        `keep()` and for inference-mode weights (which count no versions)."""
-        if not self._depth:
-            return None
-        try:
-            state = tuple((w.data_ptr(), w._version, w.dtype, w.device, w.shape) for w in weights)
+            state = (_optimizer_steps, *((w.data_ptr(), w._version, w.dtype, w.device, w.shape) for w in weights))
         except RuntimeError:  # inference tensors keep no version counter
             return None
         kept = self._kept.get(name)
         if kept is None or kept[1] != state or any(ref() is not w for ref, w in zip(kept[0], weights, strict=True)):
-            if not make_now:
-                return None
             kept = self._kept[name] = ([weakref.ref(w) for w in weights], state, make())
         return kept[2]
 
+    def kept(self, name: str):
+        """The value kept under `name`, or None."""
+        return self._kept[name][2] if name in self._kept else None
+
+    def clear(self) -> None:
+        self._kept = {}
+
     def __getstate__(self):
-        return {"_kept": {}, "_counts": {}, "_depth": 0}
+        return {"_kept": {}}
 
     def __deepcopy__(self, memo):
         return _DerivedWeights()
@@ -607,7 +601,7 @@ class RNNSeq2SeqDecoder(nn.Module):
         )
         self.attention = RNNSeq2SeqAttention(config) if config.attention_type != "none" else None
         self.int8_gates = None  # int8 twins of the recurrence's products (`model.quantize_dynamic_int8()`)
-        self._derived = _DerivedWeights()  # generate(): the embedding-gate table and the K-major step weights
+        self._derived = _DerivedWeights()  # inference: the embedding-gate table and the K-major step weights
         if config.use_copy:
             # p_gen = σ(w_cᵀ c_t + w_sᵀ s_t + w_xᵀ x_t + b) (See et al. 2017, eq. 8): one map of [c_t; s_t; x_t]
             self.copy_gate = nn.Linear(config.encoder_output_size + config.hidden_size + config.embedding_size, 1)
@@ -667,14 +661,11 @@ class RNNSeq2SeqDecoder(nn.Module):
         )
         return (attentional, weights, context, coverage_t), coverage + weights.squeeze(1)
 
-    def _embed_gate_table(self, spec: RecurrenceSpec, tokens: int) -> torch.Tensor | None:
+    def _embed_gate_table(self, spec: RecurrenceSpec) -> torch.Tensor | None:
         """In inference, W_e · emb(w) + b for every word w of the vocabulary (V, G·H), so that each step looks its
         tokens' rows up instead of multiplying their embeddings (~8 % of a beam-5 step on CPU at E = 128, H = 256).
-        Made at most once per `generate()` call (`_DerivedWeights`), once the call has embedded V tokens (`tokens`
-        in this step) through the products: a table costs what V tokens cost, so a call never spends more than
-        twice what the cheaper of the two ways would have cost (greedy decoding of 30 sentences over a 4 000-word
-        vocabulary would otherwise spend ~7 ms on a table that saves ~1 ms). None where it does not apply: outside
-        `generate()`, with a gradient, dropout or autocast, for an embedding module other than a plain `nn.Embedding`
+        Kept between calls while its weights are unchanged (`_DerivedWeights`). None where it does not apply:
+        with a gradient, dropout or autocast, for an embedding module other than a plain `nn.Embedding`
         without hooks (a PEFT wrapper, say), for inference-mode weights, and for tables over
         `_EMBED_GATE_TABLE_MAX` values."""
         embedding = self.embed_tokens
@@ -696,12 +687,8 @@ class RNNSeq2SeqDecoder(nn.Module):
         if embedding.weight.shape[0] * rnn.weight_ih_l0.shape[0] > _EMBED_GATE_TABLE_MAX:
             return None
         weight = rnn.weight_ih_l0[:, : spec.embedding_size]
-        embedded = self._derived.count("embedded_tokens", tokens)  # in this call, this step's included
         return self._derived.get(
-            "embed_gates",
-            parts,
-            lambda: F.linear(embedding.weight, weight, spec.embed_gate_bias()),
-            make_now=embedded >= embedding.weight.shape[0],
+            "embed_gates", parts, lambda: F.linear(embedding.weight, weight, spec.embed_gate_bias())
         )
 
     def _input_feeding_loop(
@@ -719,17 +706,14 @@ class RNNSeq2SeqDecoder(nn.Module):
         spec = RecurrenceSpec(
             rnn, self.attention, emb_size, padding_mask, feed_mask, layer_masks, self.use_coverage, self.int8_gates
         )
-        # K-major copies of the step weights: once per generate() call; once per call for a call of several steps
-        # (training: in `InputFeedingRecurrence`, the weights change at every optimiser step).
+        # Inference: K-major copies of the step weights, kept between calls (not in training, see `kmajor_weights`).
         if not torch.is_grad_enabled() and (weights := spec.step_weights(batch_size)) is not None:
             spec.kmajor = self._derived.get("kmajor", list(weights.values()), lambda: kmajor_weights(weights))
-            if spec.kmajor is None and steps > 1:
-                spec.kmajor = kmajor_weights(weights)
         # Layer 0's input is [emb(y_t); h̃_{t-1}], so W_ih · x = W_e · emb(y_t) + W_f · h̃_{t-1}: the first half for all
         # steps at once.
         if self.int8_gates:
             embed_gates = self.int8_gates["embed", 0](embeds)  # (B, T, G·H)
-        elif (table := self._embed_gate_table(spec, input_ids.numel())) is not None:
+        elif (table := self._embed_gate_table(spec)) is not None:
             embed_gates = F.embedding(input_ids, table)  # (B, T, G·H), a new tensor the loop may write into
         else:
             embed_gates = F.linear(embeds, rnn.weight_ih_l0[:, :emb_size], spec.embed_gate_bias())  # (B, T, G·H)
@@ -1364,8 +1348,7 @@ class RNNSeq2SeqForConditionalGeneration(RNNSeq2SeqPreTrainedModel, GenerationMi
         if clear_default:
             stored.max_length = None
         try:
-            with self.model.decoder._derived.keep():  # the embedding table and K-major weights, for this call
-                result = super().generate(inputs, generation_config, logits_processor=processors, **kwargs)
+            result = super().generate(inputs, generation_config, logits_processor=processors, **kwargs)
         finally:
             self._generation_observer = None
             if clear_default:
@@ -1574,8 +1557,8 @@ class RNNSeq2SeqForConditionalGeneration(RNNSeq2SeqPreTrainedModel, GenerationMi
         return output if return_dict else output.to_tuple()
 
     def _output_logits(self, hidden: torch.Tensor) -> torch.Tensor:
-        """`lm_head(hidden)`; in a generation step (inference, few rows), from a K-major copy of its weight made once
-        per `generate()` call (`kmajor_weights`: 30 rows over 32 000 words, 6.0 -> 4.6 ms on CPU)."""
+        """`lm_head(hidden)`; in a generation step (inference, few rows), from a K-major copy of its weight kept
+        between calls (`kmajor_weights`: 30 rows over 32 000 words, 6.0 -> 4.6 ms on CPU)."""
         head = self.lm_head
         if torch.is_grad_enabled() or not kmajor_applies([head.weight], [head], hidden.shape[:-1].numel()):
             return head(hidden)

@@ -34,7 +34,7 @@ _KEEP_TANH_MAX = 1 << 26
 
 # K-major copies of the step weights (`kmajor_weights`) are used for steps of at most this many rows (on this CPU's
 # MKL they win up to ~100 rows, tie at 150-200 and lose from 256: 1 905 against 2 132 µs for 256 × 512 · 512 × 1024),
-# and only while they hold at most this many values in all (16 MB in float32; inference keeps them).
+# and only while they hold at most this many values in all (16 MB in float32, kept beside the weights).
 _KMAJOR_MAX_ROWS = 200
 _KMAJOR_MAX_VALUES = 1 << 22
 
@@ -188,11 +188,12 @@ class RecurrenceSpec:
 def kmajor_weights(weights: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
     """(in, out) contiguous copies of the (out, in) `weights` ("K-major": the product's inner dimension first). On
     CPU, MKL's single-thread sgemm runs a decoder step's small products 10-30 % faster from these than from the
-    weights read transposed, as `F.linear` reads them: [64 × 512] · [512 × 1024], the LSTM gates of a training step,
+    weights read transposed, as `F.linear` reads them: the LSTM gates ([B × 512] · [512 × 1024]) of 64 rows,
     563 -> 440 µs; 30 rows (greedy decoding) 348 -> 236 µs; the output layer over a 32 000-word vocabulary, 30 rows,
     6.0 -> 4.6 ms. (With two threads the two layouts run alike; from ~256 rows the transposed read is faster, see
-    `_KMAJOR_MAX_ROWS`.) Training makes them once per forward; `generate()` once per call
-    (`RNNSeq2SeqDecoder._derived`)."""
+    `_KMAJOR_MAX_ROWS`.) Inference only, kept between calls (`RNNSeq2SeqDecoder._derived`): a transposing copy is
+    slow (1.6 ms for the benchmark decoder's 0.8 M weights), about what a training step's ~15 steps would save, and
+    training changes the weights at every optimiser step."""
     return {name: w.detach().t().contiguous() for name, w in weights.items()}
 
 
@@ -296,8 +297,6 @@ class InputFeedingRecurrence(torch.autograd.Function):
     def forward(ctx, spec, embed_gates, hidden, cell, input_feed, coverage, keys, values, *weights):
         saved = {}
         batch_size, steps = embed_gates.shape[:2]
-        if spec.kmajor is None and (step_weights := spec.step_weights(batch_size)) is not None:
-            spec.kmajor = kmajor_weights(step_weights)  # once per forward: the weights change at every optimiser step
         if spec.attention.attention_type == "additive" and batch_size * steps * keys[0].numel() <= _KEEP_TANH_MAX:
             saved["additive_tanh"] = []  # z_t = tanh(W_s s_t + b + k_i …) of every step: not recomputed backward
         outputs = _run(spec, embed_gates, hidden, cell, input_feed, coverage, keys, values, saved)
@@ -531,7 +530,7 @@ class EncoderLSTMLayer(torch.autograd.Function):
         x_slots = x.reshape(-1, embedding_size)[index.flatten()].view(directions, slots, embedding_size)  # (D, N, E)
         # The input products of every step at once; step by step, each (D, n_t, 4H) slice becomes the gates' values.
         gates = torch.baddbmm(bias.unsqueeze(1), x_slots, w_ih.transpose(1, 2))  # (D, N, 4H)
-        w_hh_t = w_hh.transpose(1, 2).contiguous()  # (D, H, 4H), K-major: see `kmajor_weights`
+        w_hh_t = w_hh.transpose(1, 2)  # (D, H, 4H)
         cells = x.new_empty(directions, slots, h)  # c_t
         tanh_cells = torch.empty_like(cells)  # tanh(c_t), kept for the backward
         outputs = torch.empty_like(cells)  # h_t

@@ -464,8 +464,8 @@ def _generate_scores(model, **kwargs):
     return out.sequences, out.sequences_scores
 
 
-# What generate() keeps for the length of one call (`RNNSeq2SeqDecoder._derived`): the embedding-gate table, the
-# K-major copies of the step weights and of the output layer's.
+# What inference keeps between calls (`RNNSeq2SeqDecoder._derived`): the embedding-gate table, the K-major copies of
+# the step weights and of the output layer's.
 KEPT = ("embed_gates", "kmajor", "lm_head")
 
 
@@ -474,12 +474,12 @@ def _record_kept(model):
     derived, made = model.model.decoder._derived, {}
     get = derived.get
 
-    def spy(name, weights, make, **options):
+    def spy(name, weights, make):
         def counted():
             made[name] = made.get(name, 0) + 1
             return make()
 
-        value = get(name, weights, counted, **options)
+        value = get(name, weights, counted)
         if value is not None:
             made.setdefault(name, 0)
         return value
@@ -489,7 +489,7 @@ def _record_kept(model):
 
 
 def _keep_nothing(monkeypatch):
-    """Switch off everything generate() keeps: the products read the weights themselves."""
+    """Switch off everything inference keeps: the products read the weights themselves."""
     from hf_rnn_seq2seq import modeling_rnn_seq2seq, recurrence_rnn_seq2seq
 
     monkeypatch.setattr(modeling_rnn_seq2seq, "_EMBED_GATE_TABLE_MAX", 0)
@@ -508,14 +508,15 @@ def _keep_nothing(monkeypatch):
     ids=["lstm", "gru", "lstm-D2-copy-coverage", "additive-untied"],
 )
 def test_kept_inference_tensors_give_what_the_weights_give(monkeypatch, overrides):
-    """generate()'s input-feeding decoder looks W_e · emb(y) + b up in a (V, G·H) table, and multiplies by K-major
-    copies of the step weights and of the output layer's (float32 on CPU), each made once per call: the outputs are
-    those of the products by the weights themselves, to float32 rounding."""
+    """In inference the input-feeding decoder looks W_e · emb(y) + b up in a (V, G·H) table, and multiplies by K-major
+    copies of the step weights and of the output layer's (float32 on CPU): the outputs are those of the products by
+    the weights themselves, to float32 rounding."""
     model = peaky(tiny_model(**overrides))
     made = _record_kept(model)
     sequences, scores = _generate_scores(model)
     assert made == {name: 1 for name in KEPT}  # each made once for the call's 6 steps
     _keep_nothing(monkeypatch)
+    model.model.decoder._derived.clear()
     made.clear()
     reference_sequences, reference_scores = _generate_scores(model)
     assert not made
@@ -523,29 +524,27 @@ def test_kept_inference_tensors_give_what_the_weights_give(monkeypatch, override
     torch.testing.assert_close(scores, reference_scores, rtol=0, atol=1e-5)
 
 
-def test_kept_inference_tensors_live_for_one_generate_call():
-    """What generate() keeps is made anew at every call: a training step between two calls may change the weights
-    without bumping their version counters (fused AdamW, `Trainer`'s default), and the next call must see the new
-    weights. Outside generate() nothing is kept; a deep copy or a pickled model keeps nothing either."""
+def test_kept_inference_tensors_follow_weight_changes():
+    """What inference keeps is kept between calls, and made anew after any change of the weights: an in-place edit,
+    `load_state_dict` (copying or assigning new tensors), and any optimiser step, including the fused AdamW that
+    `Trainer` uses by default, which updates the weights without bumping their version counters. A deep copy or a
+    pickled model keeps nothing."""
     import copy
     import pickle
 
     model = peaky(tiny_model())
     made = _record_kept(model)
 
-    def check():  # what a copy of the model, which keeps nothing from earlier calls, generates
+    def check(times):  # what a copy of the model, which keeps nothing, generates; and how often each was made
         ours = _generate_scores(model)
-        twin = copy.deepcopy(model)
-        reference = _generate_scores(twin)
+        reference = _generate_scores(copy.deepcopy(model))
         assert torch.equal(ours[0], reference[0])
         torch.testing.assert_close(ours[1], reference[1], rtol=0, atol=1e-6)
+        assert made == {name: times for name in KEPT}
 
-    check()
+    check(1)
     _generate_scores(model)
-    assert made == {name: 2 for name in KEPT}  # once per call (the deep copy has a `_derived` of its own)
-    with torch.no_grad():
-        model(**source(), decoder_input_ids=torch.full((3, 1), BOS))  # a step outside generate(): nothing kept
-    assert made == {name: 2 for name in KEPT}
+    check(1)  # kept
     for optimizer_class, options in ((torch.optim.AdamW, dict(fused=True)), (torch.optim.SGD, {})):
         version = model.lm_head.weight._version
         model.train()
@@ -555,13 +554,18 @@ def test_kept_inference_tensors_live_for_one_generate_call():
         model.eval()
         if optimizer_class is torch.optim.AdamW:
             assert model.lm_head.weight._version == version  # torch does not see this update
-        check()
+        check(2 if optimizer_class is torch.optim.AdamW else 3)
     with torch.no_grad():
         model.model.decoder.rnn.bias_ih_l0.add_(0.5)
-    check()
+        model.model.decoder.attention.combine.weight.mul_(1.5)
+        model.lm_head.weight.add_(0.1)
+    check(4)
+    model.load_state_dict(peaky(tiny_model(seed=5)).state_dict())
+    check(5)
     model.load_state_dict(peaky(tiny_model(seed=6)).state_dict(), assign=True)
-    check()
+    check(6)
     unpickled = pickle.loads(pickle.dumps(model))
+    assert unpickled.model.decoder._derived.kept("embed_gates") is None
     assert torch.equal(_generate_scores(unpickled)[0], _generate_scores(model)[0])
 
 
@@ -576,6 +580,7 @@ def test_kept_inference_tensors_are_not_used_past_a_hooked_layer(monkeypatch, la
         "lm_head": model.lm_head,
     }[layer]
     plain = _generate_scores(model)
+    model.model.decoder._derived.clear()
     made = _record_kept(model)
     module.register_forward_hook(lambda module, args, output: output * 3.0)
     hooked = _generate_scores(model)
@@ -585,17 +590,6 @@ def test_kept_inference_tensors_are_not_used_past_a_hooked_layer(monkeypatch, la
     reference = _generate_scores(model)
     assert torch.equal(hooked[0], reference[0])
     torch.testing.assert_close(hooked[1], reference[1], rtol=0, atol=1e-5)
-
-
-def test_embedding_gate_table_only_once_it_pays():
-    """A (V, G·H) table costs what embedding V tokens through the products costs: a call makes it once it has
-    embedded V (here 23) tokens, not before, so that short calls over a large vocabulary do not pay for it."""
-    model = peaky(tiny_model())
-    made = _record_kept(model)
-    model.generate(**source(batch_size=1), max_new_tokens=5, min_new_tokens=5)  # 5 tokens
-    assert "embed_gates" not in made and "kmajor" in made
-    model.generate(**source(batch_size=1), max_new_tokens=30, min_new_tokens=30)  # made at the 23rd
-    assert made["embed_gates"] == 1
 
 
 def test_kmajor_copies_only_for_few_rows(monkeypatch):
@@ -609,6 +603,7 @@ def test_kmajor_copies_only_for_few_rows(monkeypatch):
     _generate_scores(model)
     assert "kmajor" not in made and "lm_head" not in made and "embed_gates" in made
     monkeypatch.undo()
+    model.model.decoder._derived.clear()
     made.clear()
     with torch.autocast("cpu", dtype=torch.bfloat16):
         _generate_scores(model)
