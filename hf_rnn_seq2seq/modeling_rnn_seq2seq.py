@@ -1566,7 +1566,8 @@ class RNNSeq2SeqForConditionalGeneration(RNNSeq2SeqPreTrainedModel, GenerationMi
         return head(hidden) if kept is None else _linear(head, hidden, kept, "w")
 
     def _copy_source_ids(self, input_ids, extended_input_ids, encoder_outputs, alignment) -> torch.Tensor:
-        """The ids the attention is scattered onto: `extended_input_ids`, else the source ids, checked."""
+        """The ids the attention is scattered onto: `extended_input_ids`, else the source ids, checked; one row per
+        source, which g consecutive decoder rows (generate()'s beams) may share."""
         batch_size, _, source_length = alignment.shape
         vocab_size = self.config.vocab_size
         if extended_input_ids is not None:
@@ -1593,7 +1594,7 @@ class RNNSeq2SeqForConditionalGeneration(RNNSeq2SeqPreTrainedModel, GenerationMi
                 "The copy mechanism needs the source token ids: pass `input_ids` (or `extended_input_ids`) with "
                 "`encoder_outputs`, or encoder outputs made by this model's encoder (they carry `source_ids`)."
             )
-        return source_ids.repeat_interleave(batch_size // source_ids.shape[0], dim=0)  # one row per beam
+        return source_ids  # (B_src, S): generate()'s beams share their source's row (`_copy_mixture`)
 
     def _copy_mixture(self, logits, p_gen, alignment, source_ids) -> torch.Tensor:
         """log P(w) of the pointer-generator mixture, over the V vocabulary ids (+ K extended ids):
@@ -1608,10 +1609,14 @@ class RNNSeq2SeqForConditionalGeneration(RNNSeq2SeqPreTrainedModel, GenerationMi
         batch_size, target_length, source_length = alignment.shape
         p_gen = p_gen.float().unsqueeze(-1)  # (B, T, 1)
         log_p_gen, log_p_copy = p_gen.clamp_min(_TINY).log(), (1.0 - p_gen).clamp_min(_TINY).log()
-        source_ids = source_ids.to(logits.device)
-        same_id = (source_ids.unsqueeze(2) == source_ids.unsqueeze(1)).float()  # (B, S, S) x_i == x_j
-        copy_mass = alignment.float() @ same_id  # (B, T, S): Σ_{j: x_j = x_i} a_{t,j}, for each source position i
-        first = (same_id.tril(diagonal=-1).sum(-1) == 0).unsqueeze(1)  # (B, 1, S): no x_j == x_i before i
+        source_ids = source_ids.to(logits.device)  # (B_src, S); B = g · B_src, g consecutive rows per source
+        group = batch_size // source_ids.shape[0]
+        same_id = (source_ids.unsqueeze(2) == source_ids.unsqueeze(1)).float()  # (B_src, S, S) x_i == x_j
+        # (B, T, S): Σ_{j: x_j = x_i} a_{t,j}, for each source position i; a source's g rows as g·T queries
+        copy_mass = (alignment.float().reshape(-1, group * target_length, source_length) @ same_id).view_as(alignment)
+        first = (same_id.tril(diagonal=-1).sum(-1) == 0).unsqueeze(1)  # (B_src, 1, S): no x_j == x_i before i
+        if group > 1:
+            first, source_ids = first.repeat_interleave(group, dim=0), source_ids.repeat_interleave(group, dim=0)
         index = source_ids.unsqueeze(1).expand(batch_size, target_length, source_length)  # (B, T, S)
         extra_ids = self.config.extended_vocab_size - self.config.vocab_size
         return _LogCopyMixture.apply(logits.float(), log_p_gen, log_p_copy, copy_mass, index, first, extra_ids)
