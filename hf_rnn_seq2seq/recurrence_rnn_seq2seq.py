@@ -189,8 +189,8 @@ def kmajor_weights(weights: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
     """(in, out) contiguous copies of the (out, in) `weights` ("K-major": the product's inner dimension first). On
     CPU, MKL's single-thread sgemm runs a decoder step's small products 10-30 % faster from these than from the
     weights read transposed, as `F.linear` reads them: the LSTM gates ([B × 512] · [512 × 1024]) of 64 rows,
-    563 -> 440 µs; 30 rows (greedy decoding) 348 -> 236 µs; the output layer over a 32 000-word vocabulary, 30 rows,
-    6.0 -> 4.6 ms. (With two threads the two layouts run alike; from ~256 rows the transposed read is faster, see
+    563 -> 440 µs; 30 rows (greedy decoding) 348 -> 236 µs; the output layer over an 8 000-word vocabulary, 30 rows,
+    1.36 -> 0.98 ms. (With two threads the two layouts run alike; from ~256 rows the transposed read is faster, see
     `_KMAJOR_MAX_ROWS`.) Inference only, kept between calls (`RNNSeq2SeqDecoder._derived`): a transposing copy is
     slow (1.6 ms for the benchmark decoder's 0.8 M weights), about what a training step's ~15 steps would save, and
     training changes the weights at every optimiser step."""
