@@ -166,13 +166,13 @@ class RecurrenceSpec:
         attention, rnn = self.attention, self.rnn
         if self.int8_gates is not None:
             return None
-        weights = {"combine": attention.combine.weight}
+        layers = {"combine": attention.combine}
+        if attention.attention_type == "additive":
+            layers["query"] = attention.query_proj
+        weights = {name: layer.weight for name, layer in layers.items()}
         for k in range(rnn.num_layers):
             weights[f"ih{k}"], weights[f"hh{k}"] = getattr(rnn, f"weight_ih_l{k}"), getattr(rnn, f"weight_hh_l{k}")
-        if attention.attention_type == "additive":
-            weights["query"] = attention.query_proj.weight
-        layers = [attention.combine] + ([attention.query_proj] if attention.attention_type == "additive" else [])
-        return weights if kmajor_applies(list(weights.values()), layers, rows) else None
+        return weights if kmajor_applies(list(weights.values()), list(layers.values()), rows) else None
 
     def attention_weights(self) -> list[torch.Tensor]:
         """W_c, then W_a (general) or W_h (additive) is NOT here (the keys come projected), then W_s, b_s, v
