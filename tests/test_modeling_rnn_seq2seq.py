@@ -136,6 +136,31 @@ def test_label_smoothing_is_in_the_model_loss(batch):
     assert not torch.allclose(out_plain.loss, out_smooth.loss)
 
 
+@pytest.mark.parametrize("smoothing", [0.0, 0.1])
+@pytest.mark.parametrize("chunk_values", [1 << 19, 37])  # one chunk; chunks of 3 rows, the last one shorter
+def test_token_cross_entropy_is_torchs_with_its_gradient(monkeypatch, smoothing, chunk_values):
+    from hf_rnn_seq2seq import modeling_rnn_seq2seq as modeling
+
+    monkeypatch.setattr(modeling, "_LOSS_CHUNK_VALUES", chunk_values)
+    torch.manual_seed(0)
+    logits = (torch.randn(10, 11, dtype=torch.float64) * 5).requires_grad_()
+    labels = torch.tensor([3, -100, 0, 10, 7, -100, -100, 1, 2, 10])
+    ours = modeling._TokenCrossEntropy.apply(logits, labels, smoothing)
+    theirs = torch.nn.functional.cross_entropy(logits, labels, reduction="sum", label_smoothing=smoothing)
+    torch.testing.assert_close(ours, theirs)
+    # Backward through the loss and, as a caller may do, through the logits themselves in the same graph.
+    weights = torch.randn(10, 11, dtype=torch.float64)
+    grad_ours = torch.autograd.grad(2.5 * ours + (logits * weights).sum(), logits)[0]
+    grad_theirs = torch.autograd.grad(2.5 * theirs + (logits * weights).sum(), logits)[0]
+    torch.testing.assert_close(grad_ours, grad_theirs)
+    assert torch.autograd.gradcheck(lambda z: modeling._TokenCrossEntropy.apply(z, labels, smoothing), (logits,))
+    # Every token ignored: loss 0 and no gradient, as torch's sum.
+    ignored = torch.full_like(labels, -100)
+    loss = modeling._TokenCrossEntropy.apply(logits, ignored, smoothing)
+    assert loss.item() == 0.0
+    assert not torch.autograd.grad(loss, logits)[0].any()
+
+
 @pytest.mark.parametrize("overrides", CONFIG_GRID)
 def test_every_parameter_gets_a_finite_gradient_and_changes(overrides):
     model = tiny_model(**overrides, dropout=0.1).train()
