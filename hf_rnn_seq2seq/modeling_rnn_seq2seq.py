@@ -1135,55 +1135,114 @@ class RNNSeq2SeqModel(RNNSeq2SeqPreTrainedModel):
         return RNNSeq2SeqEncoderOutput(*parts, encoder_outputs[n_states] if len(encoder_outputs) > n_states else None)
 
 
+# Rows of at most this many values at a time when the losses below work through the (N, V) scores on CPU (2 MB).
+_LOSS_CHUNK_VALUES = 1 << 19
+
+
+def _loss_chunk_rows(scores: torch.Tensor) -> int:
+    """How many rows of the (N, V) `scores` the losses take at a time: on CPU a few, so that their temporaries stay
+    in cache and no (N, V) temporary is made (a fresh tensor of a few MB costs more than its arithmetic there: the
+    kernel maps and zeroes its pages on first touch, ~2 µs per 4 kB page on the benchmark machine); elsewhere all."""
+    rows, vocab_size = scores.shape
+    return max(1, _LOSS_CHUNK_VALUES // vocab_size) if scores.device.type == "cpu" else max(rows, 1)
+
+
+def _logsumexp_rows(scores: torch.Tensor) -> torch.Tensor:
+    """log Σ_v e^{z_v} of each row of `scores` (N, V) -> (N,)."""
+    lse = scores.new_empty(scores.shape[0])
+    step = _loss_chunk_rows(scores)
+    for start in range(0, scores.shape[0], step):
+        torch.logsumexp(scores[start : start + step], dim=-1, out=lse[start : start + step])
+    return lse
+
+
+def _scaled_softmax(scores, lse, scale, out, accumulate: bool) -> torch.Tensor:
+    """softmax(z) · scale for `scores` z (N, V) with their `lse` (N,) and `scale` (N,), written into `out` (N, V), or
+    added to it with `accumulate`."""
+    step = _loss_chunk_rows(scores)
+    for start in range(0, scores.shape[0], step):
+        now = slice(start, start + step)
+        target = None if accumulate else out[now]
+        part = torch.sub(scores[now], lse[now].unsqueeze(1), out=target).exp_().mul_(scale[now].unsqueeze(1))
+        if accumulate:
+            out[now].add_(part)
+    return out
+
+
 class _LogCopyMixture(torch.autograd.Function):
-    """log P(w) of the pointer-generator mixture over the (B, T, Vx) output, with a hand-written backward.
+    """log P(w) of the pointer-generator mixture over the (B, T, Vx) output, and with `labels` the summed token loss,
+    with a hand-written backward.
 
     Inputs: `logits` (B, T, V); `log_p_gen`, `log_p_copy` (B, T, 1); `copy_mass` (B, T, S), the attention on each
     source position's id, Σ_{j: x_j = x_i} a_{t,j}; `index` (B, T, S), the source ids; `first` (B, 1, S), True at the
-    first occurrence of each source id; `extra_ids` = K.
+    first occurrence of each source id; `extra_ids` = K; `labels` (B, T) with -100 at ignored tokens, or None; the
+    label smoothing ε.
 
-    Every id gets log p_gen + log P_vocab(w) (one log_softmax and one add over the scores); the ids of the source are
-    then overwritten with the whole mixture, log(p_gen P_vocab(x_i) + (1 − p_gen) copy_mass_i), computed on (B, T, S)
-    only. The backward makes three passes over the scores where autograd's version of the same ops makes seven, which
-    is most of what copy costs in training.
+    Every id gets log p_gen + log P_vocab(w) = z_w − (lse − log p_gen), one pass over the scores; the ids of the
+    source are then overwritten with the whole mixture, log(p_gen P_vocab(x_i) + (1 − p_gen) copy_mass_i), computed
+    on (B, T, S) only. The loss is −(1 − ε) log P(y) − ε · mean_{w < V} log P(w), summed over the target tokens.
+    Taking it here, not through `F.nll_loss` on the output, lets the backward build the gradient of the scores in
+    one (B, T, Vx) tensor, in place from there on. With the scores, a training step makes three tensors of that size
+    (the scores, the output, that gradient), where the previous version of this function, with `F.nll_loss`, made
+    seven (eight with extended ids): its own log_softmax, the padded output, nll_loss's dense gradient and a copy of
+    it, a softmax, a flushed copy. Copy + coverage with 8 000 words: 350 → 300 ms per training step (CPU).
     """
 
     @staticmethod
-    def forward(ctx, logits, log_p_gen, log_p_copy, copy_mass, index, first, extra_ids):
-        log_vocab = torch.log_softmax(logits, dim=-1)  # (B, T, V)
-        needs_grad = any(ctx.needs_input_grad)
-        # log(p_gen · P_vocab(w)), (B, T, V); without gradients (generation) in place: log_vocab is not needed again
-        out = log_vocab + log_p_gen if needs_grad else log_vocab.add_(log_p_gen)
-        if extra_ids:  # extended ids have no vocabulary probability: only copy mass
-            out = F.pad(out, (0, extra_ids), value=_LOG_TINY)  # (B, T, V + K)
+    def forward(ctx, logits, log_p_gen, log_p_copy, copy_mass, index, first, extra_ids, labels, smoothing):
+        ctx.set_materialize_grads(False)
+        batch_size, target_length, vocab_size = logits.shape
+        scores = logits.reshape(-1, vocab_size)  # (B·T, V)
+        lse = _logsumexp_rows(scores).view(batch_size, target_length, 1)
+        out = logits.new_empty(batch_size, target_length, vocab_size + extra_ids)  # (B, T, Vx)
+        torch.sub(logits, lse - log_p_gen, out=out[..., :vocab_size])  # log(p_gen · P_vocab(w))
+        if extra_ids:
+            out[..., vocab_size:] = _LOG_TINY  # extended ids have no vocabulary probability: only copy mass
         generated = out.gather(-1, index)  # (B, T, S)
         copied = log_p_copy + copy_mass.clamp_min(_TINY).log()  # (B, T, S) log((1 − p_gen) · copy_mass)
         mixture = torch.logaddexp(generated, copied)  # (B, T, S) log P(x_i)
         out.scatter_(-1, index, mixture)  # a repeated id gets the same value from each of its positions
-        if needs_grad:
-            ctx.save_for_backward(log_vocab, index, first, generated, copied, mixture, copy_mass)
-        return out
+        loss = targets = valid = None
+        if labels is not None:
+            valid = labels != -100  # (B, T)
+            targets = labels.masked_fill(~valid, 0)  # ignored tokens read id 0 and are multiplied by 0
+            token_loss = -(1.0 - smoothing) * out.gather(-1, targets.unsqueeze(-1)).squeeze(-1)  # (B, T)
+            if smoothing:  # as cross_entropy's label smoothing: the uniform part spreads over the V vocabulary ids
+                token_loss = token_loss - smoothing * out[..., :vocab_size].mean(-1)
+            loss = token_loss.masked_fill(~valid, 0.0).sum()
+        if any(ctx.needs_input_grad):
+            ctx.save_for_backward(logits, lse, index, first, generated, copied, mixture, copy_mass, targets, valid)
+            ctx.smoothing, ctx.output_width = smoothing, out.shape[-1]
+        return out, loss
 
     @staticmethod
-    def backward(ctx, grad_out):
-        log_vocab, index, first, generated, copied, mixture, copy_mass = ctx.saved_tensors
-        grad_mixture = grad_out.gather(-1, index) * first  # (B, T, S): each output id's gradient counted once
+    @torch.autograd.function.once_differentiable
+    def backward(ctx, grad_out, grad_loss):
+        logits, lse, index, first, generated, copied, mixture, copy_mass, targets, valid = ctx.saved_tensors
+        batch_size, target_length, vocab_size = logits.shape
+        # ∂/∂out: the caller's gradient of the output, plus the loss's: −(1 − ε) at each label, −ε/V on the V ids
+        if grad_out is None:
+            grad = logits.new_zeros(batch_size, target_length, ctx.output_width)  # (B, T, Vx)
+        else:
+            grad = grad_out.clone(memory_format=torch.contiguous_format)
+        if grad_loss is not None and targets is not None:
+            scale = valid.to(grad.dtype) * grad_loss  # (B, T)
+            grad.scatter_add_(-1, targets.unsqueeze(-1), (-(1.0 - ctx.smoothing) * scale).unsqueeze(-1))
+            if ctx.smoothing:
+                grad[..., :vocab_size].sub_((ctx.smoothing / vocab_size) * scale.unsqueeze(-1))
+        grad_mixture = grad.gather(-1, index) * first  # (B, T, S): each output id's gradient counted once
         grad_generated = grad_mixture * torch.exp(generated - mixture)  # ∂ logaddexp(g, c) / ∂g = e^{g − m}
         grad_copied = grad_mixture * torch.exp(copied - mixture)
-        # The gradient w.r.t. log P_vocab: grad_out, except at the source ids, whose entries came from the mixture.
-        grad_vocab = grad_out.scatter(-1, index, 0.0).scatter_add_(-1, index, grad_generated)
-        grad_vocab = grad_vocab[..., : log_vocab.shape[-1]]  # (B, T, V): extended ids have no vocabulary entry
+        # ∂/∂ log(p_gen P_vocab): `grad`, except at the source ids, whose entries came from the mixture (in place)
+        grad_vocab = grad.scatter_(-1, index, 0.0).scatter_add_(-1, index, grad_generated)[..., :vocab_size]
         grad_log_p_gen = grad_vocab.sum(-1, keepdim=True)  # (B, T, 1)
-        # log_softmax's backward: ∂/∂z = g − softmax(z) · Σ g
-        grad_logits = grad_vocab.addcmul_(log_vocab.exp(), grad_log_p_gen, value=-1.0)  # in place: our own copy
-        grad_logits = flush_denormals(grad_logits)  # P(w)·Σg is subnormal for the words the model rules out
+        # log_softmax's backward: ∂/∂z = g − softmax(z) · Σ g, in place, the softmax a few rows at a time
+        rows = grad.view(-1, ctx.output_width)[:, :vocab_size]  # grad_vocab as (B·T, V), row stride Vx
+        _scaled_softmax(logits.view(-1, vocab_size), lse.view(-1), -grad_log_p_gen.view(-1), rows, accumulate=True)
+        grad_logits = flush_denormals(grad_vocab, inplace=True)  # P(w)·Σg is subnormal for words ruled out
         grad_log_p_copy = grad_copied.sum(-1, keepdim=True)
         grad_copy_mass = torch.where(copy_mass > _TINY, grad_copied / copy_mass.clamp_min(_TINY), 0.0)
-        return grad_logits, grad_log_p_gen, grad_log_p_copy, grad_copy_mass, None, None, None
-
-
-# Rows of at most this many values at a time when `_TokenCrossEntropy` works through the (N, V) scores on CPU (2 MB).
-_LOSS_CHUNK_VALUES = 1 << 19
+        return grad_logits, grad_log_p_gen, grad_log_p_copy, grad_copy_mass, None, None, None, None, None
 
 
 class _TokenCrossEntropy(torch.autograd.Function):
@@ -1195,40 +1254,30 @@ class _TokenCrossEntropy(torch.autograd.Function):
 
         loss_n = lse − (1 − ε) z_{y_n} − ε · mean_v z_v          ∂loss_n/∂z = softmax(z) − (1 − ε) onehot(y_n) − ε/V
 
-    On CPU the rows are taken a few at a time (`_LOSS_CHUNK_VALUES`), so the temporaries stay in cache. Fresh (N, V)
-    tensors cost more than their arithmetic there: the kernel maps and zeroes their pages on first touch, ~2 µs per
-    4 kB page on the benchmark machine. Peer configuration with 8 000 words: 350 → 324 ms per training step; 32 000
-    words: 1 074 → 856 ms and 182 MB less peak memory.
+    Peer configuration with 8 000 words: 350 → 324 ms per training step; 32 000 words: 1 074 → 856 ms and 182 MB less
+    peak memory (fewer fresh tensors: `_loss_chunk_rows`).
     """
 
     @staticmethod
     def forward(ctx, logits, labels, smoothing):
-        rows, vocab_size = logits.shape
-        step = max(1, _LOSS_CHUNK_VALUES // vocab_size) if logits.device.type == "cpu" else rows
-        lse = logits.new_empty(rows)  # (N,)
-        for start in range(0, rows, step):
-            torch.logsumexp(logits[start : start + step], dim=-1, out=lse[start : start + step])
+        lse = _logsumexp_rows(logits)  # (N,)
         valid = labels != -100  # (N,)
         targets = labels.masked_fill(~valid, 0)  # (N,) ignored tokens read column 0 and are multiplied by 0
         token_loss = lse - (1.0 - smoothing) * logits.gather(1, targets.unsqueeze(1)).squeeze(1)
         if smoothing:
             token_loss = token_loss - smoothing * logits.mean(dim=-1)
         ctx.save_for_backward(logits, lse, targets, valid)
-        ctx.smoothing, ctx.step = smoothing, step
+        ctx.smoothing = smoothing
         return token_loss.masked_fill(~valid, 0.0).sum()
 
     @staticmethod
     @torch.autograd.function.once_differentiable
     def backward(ctx, grad_loss):
         logits, lse, targets, valid = ctx.saved_tensors
-        rows, vocab_size = logits.shape
         scale = valid.to(logits.dtype) * grad_loss  # (N,) the loss gradient of each token, 0 if ignored
-        grad = torch.empty_like(logits)  # (N, V)
-        for start in range(0, rows, ctx.step):
-            chunk, now = grad[start : start + ctx.step], slice(start, start + ctx.step)
-            torch.sub(logits[now], lse[now].unsqueeze(1), out=chunk).exp_().mul_(scale[now].unsqueeze(1))
-            if ctx.smoothing:
-                chunk.sub_((ctx.smoothing / vocab_size) * scale[now].unsqueeze(1))
+        grad = _scaled_softmax(logits, lse, scale, torch.empty_like(logits), accumulate=False)  # (N, V)
+        if ctx.smoothing:
+            grad.sub_((ctx.smoothing / logits.shape[1]) * scale.unsqueeze(1))
         grad.scatter_add_(1, targets.unsqueeze(1), (-(1.0 - ctx.smoothing) * scale).unsqueeze(1))
         return grad, None, None
 
@@ -1586,13 +1635,16 @@ class RNNSeq2SeqForConditionalGeneration(RNNSeq2SeqPreTrainedModel, GenerationMi
         if self.output_projection is not None:
             hidden = self.output_projection(hidden)  # (B, T, E)
         logits = self._output_logits(hidden)  # (B, T, V)
+        copy_loss = None
         if self.config.use_copy:
             source_ids = self._copy_source_ids(input_ids, extended_input_ids, encoder_outputs, outputs.alignment)
-            logits = self._copy_mixture(logits, outputs.p_gen, outputs.alignment, source_ids)  # (B, T, Vx) log P
+            logits, copy_loss = self._copy_mixture(  # (B, T, Vx) log P, and the token loss with labels
+                logits, outputs.p_gen, outputs.alignment, source_ids, labels
+            )
 
         loss = None
         if labels is not None:
-            loss = self._loss(logits, labels, num_items_in_batch, outputs.alignment, outputs.coverage)
+            loss = self._loss(logits, labels, num_items_in_batch, outputs.alignment, outputs.coverage, copy_loss)
 
         output = RNNSeq2SeqLMOutput(
             loss=loss,
@@ -1648,8 +1700,9 @@ class RNNSeq2SeqForConditionalGeneration(RNNSeq2SeqPreTrainedModel, GenerationMi
             )
         return source_ids  # (B_src, S): generate()'s beams share their source's row (`_copy_mixture`)
 
-    def _copy_mixture(self, logits, p_gen, alignment, source_ids) -> torch.Tensor:
-        """log P(w) of the pointer-generator mixture, over the V vocabulary ids (+ K extended ids):
+    def _copy_mixture(self, logits, p_gen, alignment, source_ids, labels=None):
+        """log P(w) of the pointer-generator mixture, over the V vocabulary ids (+ K extended ids), and with `labels`
+        the summed token loss −log P(y) (with the config's label smoothing; None without labels):
 
             P(w) = p_gen · P_vocab(w) + (1 − p_gen) · Σ_{i: x_i = w} a_{t,i}       (See et al. 2017, eq. 9)
 
@@ -1671,21 +1724,22 @@ class RNNSeq2SeqForConditionalGeneration(RNNSeq2SeqPreTrainedModel, GenerationMi
             first, source_ids = first.repeat_interleave(group, dim=0), source_ids.repeat_interleave(group, dim=0)
         index = source_ids.unsqueeze(1).expand(batch_size, target_length, source_length)  # (B, T, S)
         extra_ids = self.config.extended_vocab_size - self.config.vocab_size
-        return _LogCopyMixture.apply(logits.float(), log_p_gen, log_p_copy, copy_mass, index, first, extra_ids)
-
-    def _loss(self, logits, labels, num_items_in_batch, alignment, coverage):
-        """Token NLL (with the config's label smoothing) plus the weighted coverage loss, summed over the target
-        tokens and divided by their number."""
-        labels = labels.to(logits.device)
+        labels = None if labels is None else labels.to(logits.device)
         smoothing = self.config.label_smoothing
-        if self.config.use_copy:  # logits are already log P of the mixture
-            log_probs = logits.flatten(0, 1).float()  # (B·T, Vx)
-            loss_sum = F.nll_loss(log_probs, labels.flatten(), ignore_index=-100, reduction="sum")
-            if smoothing:  # as cross_entropy's label smoothing: the uniform part spreads over the V vocabulary ids
-                uniform = -log_probs[:, : self.config.vocab_size].mean(-1)[labels.flatten() != -100].sum()
-                loss_sum = (1.0 - smoothing) * loss_sum + smoothing * uniform
+        return _LogCopyMixture.apply(
+            logits.float(), log_p_gen, log_p_copy, copy_mass, index, first, extra_ids, labels, smoothing
+        )
+
+    def _loss(self, logits, labels, num_items_in_batch, alignment, coverage, copy_loss=None):
+        """Token NLL (with the config's label smoothing) plus the weighted coverage loss, summed over the target
+        tokens and divided by their number. A copy model's token loss comes from its mixture (`copy_loss`)."""
+        labels = labels.to(logits.device)
+        if self.config.use_copy:
+            loss_sum = copy_loss
         else:  # F.cross_entropy(..., ignore_index=-100, reduction="sum"), with fewer (B·T, V) tensors
-            loss_sum = _TokenCrossEntropy.apply(logits.flatten(0, 1).float(), labels.flatten(), smoothing)
+            loss_sum = _TokenCrossEntropy.apply(
+                logits.flatten(0, 1).float(), labels.flatten(), self.config.label_smoothing
+            )
         if self.config.use_coverage and self.config.coverage_loss_weight > 0:
             # covloss_t = Σ_i min(a_{t,i}, c^t_i)  (See et al. 2017, eq. 12), added with weight λ to each token's loss
             coverage_loss = torch.minimum(alignment, coverage).sum(-1)  # (B, T)

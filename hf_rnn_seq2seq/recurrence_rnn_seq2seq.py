@@ -39,7 +39,7 @@ _KMAJOR_MAX_ROWS = 200
 _KMAJOR_MAX_VALUES = 1 << 22
 
 
-def flush_denormals(x: torch.Tensor) -> torch.Tensor:
+def flush_denormals(x: torch.Tensor, inplace: bool = False) -> torch.Tensor:
     """`x` with its subnormal values (0 < |x| < finfo.tiny, about 1.2e-38 in float32; ±finfo.tiny itself too) set to
     0, on CPU; elsewhere, and in float16 (which CPUs compute in float32, where its subnormals are normal), `x` itself.
 
@@ -49,10 +49,14 @@ def flush_denormals(x: torch.Tensor) -> torch.Tensor:
     learned (copyrev, batches of ~1 600 target tokens: 300 -> 750 ms a step). Flushing changes no value by more than
     finfo.tiny. The attention weights and the gradients through them are flushed where they are made, and so is the
     copy mixture's gradient of the logits. A plain model's logits gradient (torch's cross-entropy) is not: measured
-    on the benchmark models it held too few subnormals to pay for a pass over (B, T, V)."""
+    on the benchmark models it held too few subnormals to pay for a pass over (B, T, V). With `inplace`, `x` itself
+    is changed (no new tensor)."""
     if x.device.type != "cpu" or x.dtype == torch.float16:
         return x
-    return F.hardshrink(x, torch.finfo(x.dtype).tiny)  # x where |x| > tiny, else 0: one pass (masked_fill: three)
+    tiny = torch.finfo(x.dtype).tiny
+    if inplace:
+        return torch.hardshrink(x, tiny, out=x)
+    return F.hardshrink(x, tiny)  # x where |x| > tiny, else 0: one pass (masked_fill: three)
 
 
 def dropout_mask(like: torch.Tensor, shape, p: float) -> torch.Tensor:

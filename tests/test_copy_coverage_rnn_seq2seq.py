@@ -396,7 +396,8 @@ def test_log_space_mixture_equals_the_probability_formula_with_its_gradients(mod
     def gradients(log_probs):
         return torch.autograd.grad((log_probs * weights).sum(), (logits, p_gen, alignment))
 
-    ours = model._copy_mixture(logits, p_gen, alignment, source_ids)
+    ours, loss = model._copy_mixture(logits, p_gen, alignment, source_ids)
+    assert loss is None  # no labels, no loss
     vocab = torch.nn.functional.pad(torch.softmax(logits, -1), (0, width - VOCAB))
     index = source_ids.unsqueeze(1).expand(2, 3, 5)
     reference = (p_gen.unsqueeze(-1) * vocab).scatter_add(-1, index, (1 - p_gen.unsqueeze(-1)) * alignment)
@@ -407,15 +408,22 @@ def test_log_space_mixture_equals_the_probability_formula_with_its_gradients(mod
 
 
 @pytest.mark.parametrize("extra_ids", [0, 2])
-def test_copy_mixture_backward_passes_gradcheck(extra_ids):
-    """The hand-written backward of the mixture against finite differences (float64), repeated source ids included."""
+@pytest.mark.parametrize("smoothing", [0.0, 0.1])
+@pytest.mark.parametrize("chunk_values", [1 << 19, 25])  # the (B·T, V) rows in one chunk; in chunks of 4 and 2 rows
+def test_copy_mixture_backward_passes_gradcheck(monkeypatch, extra_ids, smoothing, chunk_values):
+    """The hand-written backward of the mixture and of its token loss against finite differences (float64), repeated
+    source ids, ignored tokens and labels that are extended ids included; the output and the loss used together, as
+    a caller that also reads the logits does."""
+    from hf_rnn_seq2seq import modeling_rnn_seq2seq as modeling
     from hf_rnn_seq2seq.modeling_rnn_seq2seq import _LogCopyMixture
 
+    monkeypatch.setattr(modeling, "_LOSS_CHUNK_VALUES", chunk_values)
     g = torch.Generator().manual_seed(0)
     vocab, source_ids = 6, torch.tensor([[1, 4, 1, 6 if extra_ids else 3], [2, 2, 5, 7 if extra_ids else 0]])
     same = (source_ids.unsqueeze(2) == source_ids.unsqueeze(1)).double()
     first = (same.tril(diagonal=-1).sum(-1) == 0).unsqueeze(1)
     index = source_ids.unsqueeze(1).expand(2, 3, 4)
+    labels = torch.tensor([[1, 0, -100], [5, 6 if extra_ids else 2, 2]])
     p_gen = torch.rand(2, 3, 1, generator=g, dtype=torch.float64).clamp(0.1, 0.9)
     inputs = (
         torch.randn(2, 3, vocab, generator=g, dtype=torch.float64, requires_grad=True),
@@ -423,13 +431,22 @@ def test_copy_mixture_backward_passes_gradcheck(extra_ids):
         (1 - p_gen).log().requires_grad_(),
         torch.softmax(torch.randn(2, 3, 4, generator=g, dtype=torch.float64), -1).requires_grad_(),
     )
+    weights = torch.randn(2, 3, vocab + extra_ids, generator=g, dtype=torch.float64)
 
-    def mixture(
-        logits, log_p_gen, log_p_copy, alignment
-    ):  # a repeated id's copy mass is one shared sum, as in the model
-        return _LogCopyMixture.apply(logits, log_p_gen, log_p_copy, alignment @ same, index, first, extra_ids)
+    def mixture(logits, log_p_gen, log_p_copy, alignment, labels=None):  # a repeated id's copy mass: one shared sum
+        args = (logits, log_p_gen, log_p_copy, alignment @ same, index, first, extra_ids, labels, smoothing)
+        return _LogCopyMixture.apply(*args)
 
-    assert torch.autograd.gradcheck(mixture, inputs)
+    assert torch.autograd.gradcheck(lambda *x: mixture(*x)[0], inputs)
+    assert torch.autograd.gradcheck(lambda *x: mixture(*x, labels=labels)[1], inputs)
+    assert torch.autograd.gradcheck(
+        lambda *x: (mixture(*x, labels=labels)[0] * weights).sum() + mixture(*x, labels=labels)[1], inputs
+    )
+    # The loss is the NLL of the output, with label smoothing over the V vocabulary ids.
+    out, loss = mixture(*inputs, labels=labels)
+    valid = labels != -100
+    nll = -out.gather(-1, labels.clamp(min=0).unsqueeze(-1)).squeeze(-1)
+    torch.testing.assert_close(loss, ((1 - smoothing) * nll - smoothing * out[..., :vocab].mean(-1))[valid].sum())
 
 
 def test_copy_coverage_model_round_trips_through_save_and_auto_load(tmp_path):

@@ -331,6 +331,10 @@ def test_flush_denormals():
     assert flush_denormals(x16).item() > 0
     bf16 = torch.tensor([TINY32 / 4, 1e-30], dtype=torch.bfloat16)  # float32's exponent range
     assert flush_denormals(bf16).tolist() == [0.0, bf16[1].item()]
+    rows = torch.tensor([[TINY32 / 4, 1.0, TINY32 / 8], [2.0, -TINY32 / 2, TINY32 / 8]])
+    view = rows[:, :2]  # in place, a strided view: its own values only
+    assert flush_denormals(view, inplace=True) is view
+    assert rows.tolist() == [[0.0, 1.0, TINY32 / 8], [2.0, 0.0, TINY32 / 8]]
 
 
 class _SubnormalReads(TorchDispatchMode):
@@ -404,7 +408,7 @@ def test_sharp_copy_model_trains_without_subnormals(monkeypatch, overrides):
         return sum(mode.reads.values())
 
     assert subnormal_reads() == 0
-    identity = lambda x: x  # noqa: E731
+    identity = lambda x, inplace=False: x  # noqa: E731
     monkeypatch.setattr(modeling_rnn_seq2seq, "flush_denormals", identity)
     monkeypatch.setattr(modeling_rnn_seq2seq, "flush_denormal_grads", lambda x: None)
     monkeypatch.setattr(recurrence_rnn_seq2seq, "flush_denormals", identity)
