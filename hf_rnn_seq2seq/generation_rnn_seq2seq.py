@@ -106,7 +106,7 @@ def beam_search(model, input_ids, logits_processor, stopping_criteria, generatio
 
     outputs = model._prefill(input_ids, config, model_kwargs, is_first_iteration=not config.is_assistant)
     while True:
-        outputs, model_kwargs, logits = _decoder_step(model, running, outputs, model_kwargs, keep=output_logits)
+        outputs, model_kwargs, logits = _decoder_step(model, running, outputs, model_kwargs)  # logits (B·K, V)
         log_probs = process(running, nn.functional.log_softmax(logits, dim=-1))  # (B·K, V)
         if return_dict:
             if output_logits:
@@ -281,22 +281,22 @@ def greedy_search(model, input_ids, logits_processor, stopping_criteria, generat
     return torch.cat(sequences)[order]
 
 
-def _decoder_step(model, ids, outputs, model_kwargs, keep: bool = False):
+def _decoder_step(model, ids, outputs, model_kwargs):
     """One step of generation: the model's outputs for the hypotheses `ids` (the prefill's `outputs` at the first
     step), generate()'s kwargs updated with them, and the last position's logits (B, V) in float32.
 
     The logits are a copy when the model returned more than one position (a view would keep the logits of every
-    position alive) or when the caller `keep`s the model's own logits (`output_logits`: the logits processors may
-    change their input in place); otherwise the model's (B, 1, V) output itself. A fresh (B, V) tensor costs more
-    than its copy on CPU: beam 5 over 32 000 words makes 19 MB a step, new memory pages the kernel maps and zeroes."""
+    position alive), otherwise the model's (B, 1, V) output itself: nothing else holds it (beam search's logits
+    processors see log-probabilities, greedy search's see these logits and may change them in place). A fresh (B, V)
+    tensor costs more than its copy on CPU: beam 5 over 32 000 words makes 19 MB a step, new memory pages the kernel
+    maps and zeroes."""
     if outputs is None:
         model_inputs = model.prepare_inputs_for_generation(
             ids, next_sequence_length=1 if model_kwargs["use_cache"] else None, **model_kwargs
         )
         outputs = model(**model_inputs, return_dict=True)
     model_kwargs = model._update_model_kwargs_for_generation(outputs, model_kwargs, is_encoder_decoder=True)
-    copy = keep or outputs.logits.shape[1] > 1
-    logits = outputs.logits[:, -1, :].to(copy=copy, dtype=torch.float32, device=ids.device)
+    logits = outputs.logits[:, -1, :].to(copy=outputs.logits.shape[1] > 1, dtype=torch.float32, device=ids.device)
     return outputs, model_kwargs, logits
 
 
