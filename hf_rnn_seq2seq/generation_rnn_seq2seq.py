@@ -287,9 +287,9 @@ def _decoder_step(model, ids, outputs, model_kwargs):
 
     The logits are a copy when the model returned more than one position (a view would keep the logits of every
     position alive), otherwise the model's (B, 1, V) output itself: nothing else holds it (beam search's logits
-    processors see log-probabilities, greedy search's see these logits and may change them in place). A fresh (B, V)
-    tensor costs more than its copy on CPU: beam 5 over 32 000 words makes 19 MB a step, new memory pages the kernel
-    maps and zeroes."""
+    processors see log-probabilities, greedy search's see these logits and may change them in place). A copy costs
+    more than it seems on CPU: beam 5 over 32 000 words would copy 19 MB a step into new memory pages, which the
+    kernel maps and zeroes."""
     if outputs is None:
         model_inputs = model.prepare_inputs_for_generation(
             ids, next_sequence_length=1 if model_kwargs["use_cache"] else None, **model_kwargs

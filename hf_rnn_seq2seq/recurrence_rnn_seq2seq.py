@@ -48,7 +48,7 @@ def flush_denormals(x: torch.Tensor, inplace: bool = False) -> torch.Tensor:
     like e^{-90}, and so do the gradients that flow through them. Training a copy model slowed down ~2.5× as it
     learned (copyrev, batches of ~1 600 target tokens: 300 -> 750 ms a step). Flushing changes no value by more than
     finfo.tiny. The attention weights and the gradients through them are flushed where they are made, and so is the
-    copy mixture's gradient of the logits. A plain model's logits gradient (torch's cross-entropy) is not: measured
+    copy mixture's gradient of the logits. A plain model's logits gradient (`_TokenCrossEntropy`) is not: measured
     on the benchmark models it held too few subnormals to pay for a pass over (B, T, V). With `inplace`, `x` itself
     is changed (no new tensor)."""
     if x.device.type != "cpu" or x.dtype == torch.float16:
