@@ -1169,6 +1169,27 @@ def _scaled_softmax(scores, lse, scale, out, accumulate: bool) -> torch.Tensor:
     return out
 
 
+def _smoothed_nll(log_p, labels, smoothing: float, vocab_size: int):
+    """Each target token's −(1 − ε) log P(y) − ε · mean_{w < V} log P(w) (cross_entropy's label smoothing), for `log_p`
+    (..., ≥ V) — or anything that differs from log P by a constant per row, which the caller adds back — and `labels`
+    (...) with -100 at ignored tokens. Returns the token losses (...) and what `_add_nll_gradient` needs: the targets
+    (an ignored token reads id 0; the caller zeroes its loss) and the valid mask."""
+    valid = labels != -100
+    targets = labels.masked_fill(~valid, 0)
+    token_loss = -(1.0 - smoothing) * log_p.gather(-1, targets.unsqueeze(-1)).squeeze(-1)
+    if smoothing:
+        token_loss = token_loss - smoothing * log_p[..., :vocab_size].mean(-1)
+    return token_loss, targets, valid
+
+
+def _add_nll_gradient(grad, targets, scale, smoothing: float, vocab_size: int) -> None:
+    """Adds to `grad` (..., ≥ V) the gradient of `_smoothed_nll` w.r.t. log P, each token's scaled by `scale` (...):
+    −(1 − ε) at its label and −ε/V on the V vocabulary ids."""
+    grad.scatter_add_(-1, targets.unsqueeze(-1), (-(1.0 - smoothing) * scale).unsqueeze(-1))
+    if smoothing:
+        grad[..., :vocab_size].sub_((smoothing / vocab_size) * scale.unsqueeze(-1))
+
+
 class _LogCopyMixture(torch.autograd.Function):
     """log P(w) of the pointer-generator mixture over the (B, T, Vx) output, and with `labels` the summed token loss,
     with a hand-written backward.
@@ -1204,11 +1225,7 @@ class _LogCopyMixture(torch.autograd.Function):
         out.scatter_(-1, index, mixture)  # a repeated id gets the same value from each of its positions
         loss = targets = valid = None
         if labels is not None:
-            valid = labels != -100  # (B, T)
-            targets = labels.masked_fill(~valid, 0)  # ignored tokens read id 0 and are multiplied by 0
-            token_loss = -(1.0 - smoothing) * out.gather(-1, targets.unsqueeze(-1)).squeeze(-1)  # (B, T)
-            if smoothing:  # as cross_entropy's label smoothing: the uniform part spreads over the V vocabulary ids
-                token_loss = token_loss - smoothing * out[..., :vocab_size].mean(-1)
+            token_loss, targets, valid = _smoothed_nll(out, labels, smoothing, vocab_size)  # (B, T)
             loss = token_loss.masked_fill(~valid, 0.0).sum()
         if any(ctx.needs_input_grad):
             ctx.save_for_backward(logits, lse, index, first, generated, copied, mixture, copy_mass, targets, valid)
@@ -1227,9 +1244,7 @@ class _LogCopyMixture(torch.autograd.Function):
             grad = grad_out.clone(memory_format=torch.contiguous_format)
         if grad_loss is not None and targets is not None:
             scale = valid.to(grad.dtype) * grad_loss  # (B, T)
-            grad.scatter_add_(-1, targets.unsqueeze(-1), (-(1.0 - ctx.smoothing) * scale).unsqueeze(-1))
-            if ctx.smoothing:
-                grad[..., :vocab_size].sub_((ctx.smoothing / vocab_size) * scale.unsqueeze(-1))
+            _add_nll_gradient(grad, targets, scale, ctx.smoothing, vocab_size)
         grad_mixture = grad.gather(-1, index) * first  # (B, T, S): each output id's gradient counted once
         grad_generated = grad_mixture * torch.exp(generated - mixture)  # ∂ logaddexp(g, c) / ∂g = e^{g − m}
         grad_copied = grad_mixture * torch.exp(copied - mixture)
@@ -1261,14 +1276,10 @@ class _TokenCrossEntropy(torch.autograd.Function):
     @staticmethod
     def forward(ctx, logits, labels, smoothing):
         lse = _logsumexp_rows(logits)  # (N,)
-        valid = labels != -100  # (N,)
-        targets = labels.masked_fill(~valid, 0)  # (N,) ignored tokens read column 0 and are multiplied by 0
-        token_loss = lse - (1.0 - smoothing) * logits.gather(1, targets.unsqueeze(1)).squeeze(1)
-        if smoothing:
-            token_loss = token_loss - smoothing * logits.mean(dim=-1)
+        token_loss, targets, valid = _smoothed_nll(logits, labels, smoothing, logits.shape[1])  # on z = log P + lse
         ctx.save_for_backward(logits, lse, targets, valid)
         ctx.smoothing = smoothing
-        return token_loss.masked_fill(~valid, 0.0).sum()
+        return (token_loss + lse).masked_fill(~valid, 0.0).sum()
 
     @staticmethod
     @torch.autograd.function.once_differentiable
@@ -1276,9 +1287,7 @@ class _TokenCrossEntropy(torch.autograd.Function):
         logits, lse, targets, valid = ctx.saved_tensors
         scale = valid.to(logits.dtype) * grad_loss  # (N,) the loss gradient of each token, 0 if ignored
         grad = _scaled_softmax(logits, lse, scale, torch.empty_like(logits), accumulate=False)  # (N, V)
-        if ctx.smoothing:
-            grad.sub_((ctx.smoothing / logits.shape[1]) * scale.unsqueeze(1))
-        grad.scatter_add_(1, targets.unsqueeze(1), (-(1.0 - ctx.smoothing) * scale).unsqueeze(1))
+        _add_nll_gradient(grad, targets, scale, ctx.smoothing, logits.shape[1])  # ∂/∂z = softmax·scale + ∂/∂log P
         return grad, None, None
 
 
