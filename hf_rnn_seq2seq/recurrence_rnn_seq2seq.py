@@ -81,10 +81,20 @@ def flush_denormal_grads(x: torch.Tensor) -> None:
         x.register_hook(flush_denormals)
 
 
-def _lstm_cell(gates, cell):
+def _lstm_cell(gates, cell, inplace: bool = False):
     """One LSTM step from the gates' pre-activations W_ih x + b_ih + W_hh h + b_hh (torch's gate order i, f, g, o).
-    Returns h, c and what the backward reuses: (σ of all four gates, of which the g slot is unused; tanh(g); tanh(c))."""
+    Returns h, c and what the backward reuses: (σ of all four gates, of which the g slot is unused; tanh(g); tanh(c)).
+
+    With `inplace` (inference, where the caller owns `gates` and keeps nothing for a backward), the activations are
+    written over the gates, σ only where it is used, and h is a view of them: no new (B, 4H) tensor. The same values
+    (to the last bit where the vector kernels split the slices as they split whole rows).
+    """
     h = gates.shape[-1] // 4
+    if inplace:
+        in_forget = gates[..., : 2 * h].sigmoid_()  # σ(i), σ(f)
+        g = gates[..., 2 * h : 3 * h].tanh_()
+        cell = torch.addcmul(in_forget[..., h:] * cell, in_forget[..., :h], g)
+        return gates[..., 3 * h :].sigmoid_().mul_(torch.tanh(cell)), cell, None
     sigmoids = torch.sigmoid(gates)  # σ(i), σ(f), ·, σ(o)
     g = torch.tanh(gates[..., 2 * h : 3 * h])
     cell = torch.addcmul(sigmoids[..., h : 2 * h] * cell, sigmoids[..., :h], g)  # c = σ(f) c + σ(i) tanh(g)
@@ -251,7 +261,7 @@ def _run(spec: RecurrenceSpec, embed_gates, hidden, cell, input_feed, coverage, 
                 else:
                     pre = torch.addmm(biases[k], x, w_ih_t[k])
                 pre = torch.addmm(pre, hidden[k], w_hh_t[k]) if autocast else pre.addmm_(hidden[k], w_hh_t[k])
-                hidden[k], cell[k], activations = _lstm_cell(pre, cell[k])
+                hidden[k], cell[k], activations = _lstm_cell(pre, cell[k], inplace=in_place)
             else:
                 b_hh = getattr(rnn, f"bias_hh_l{k}")
                 if k == 0:

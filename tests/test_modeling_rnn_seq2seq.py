@@ -1,11 +1,16 @@
 """Forward pass, loss, gradients, embeddings and save/load of every configuration branch."""
 
+import copy
+import dataclasses
+import pickle
+
 import pytest
 import torch
 from transformers import AutoModel, AutoModelForSeq2SeqLM
-from transformers.modeling_outputs import Seq2SeqLMOutput, Seq2SeqModelOutput
+from transformers.modeling_outputs import ModelOutput, Seq2SeqLMOutput, Seq2SeqModelOutput
 
 from hf_rnn_seq2seq import RNNSeq2SeqCache, RNNSeq2SeqForConditionalGeneration, RNNSeq2SeqModel
+from hf_rnn_seq2seq.modeling_rnn_seq2seq import RNNSeq2SeqEncoderOutput, RNNSeq2SeqLMOutput, RNNSeq2SeqModelOutput
 
 from .conftest import CONFIG_GRID, EOS, PAD, SMALL_GRID, VOCAB, make_batch, tiny_config, tiny_model
 
@@ -293,8 +298,58 @@ def test_hand_written_input_feeding_cells_are_torchs_cells(cell_type):
         expected, (h_n, c_n) = rnn(x, (h, c))
         mine_h, mine_c, _ = _lstm_cell(input_gates + hidden_gates, c[0])
         torch.testing.assert_close(mine_c, c_n[0])
+        gates = input_gates + hidden_gates
+        in_place_h, in_place_c, kept = _lstm_cell(gates, c[0], inplace=True)  # inference: over its own gates
+        torch.testing.assert_close(in_place_h, mine_h, rtol=0, atol=1e-6)  # the last bit may differ: σ over
+        torch.testing.assert_close(in_place_c, mine_c, rtol=0, atol=1e-6)  # other slices vectorises otherwise
+        assert kept is None
+        assert in_place_h.data_ptr() == gates[:, 15:].data_ptr()  # h is the o slot of the gates: no new tensor
     else:
         expected, h_n = rnn(x, h)
         mine_h = _gru_cell(input_gates, hidden_gates, h[0])
     torch.testing.assert_close(mine_h, expected[:, 0])
     torch.testing.assert_close(mine_h, h_n[0])
+
+
+@pytest.mark.parametrize("output_class", [RNNSeq2SeqEncoderOutput, RNNSeq2SeqModelOutput, RNNSeq2SeqLMOutput])
+def test_outputs_behave_as_transformers_model_outputs(output_class):
+    """Our outputs look their field names up once (`_FieldsLookedUpOnce`); in every use they must behave as a
+    plain `ModelOutput` dataclass with the same fields: entries, order, attributes, later sets, the old cache name,
+    a lone dict or (key, value) list as the first field, copies and pickles."""
+    names = [field.name for field in dataclasses.fields(output_class)]
+    reference_class = dataclasses.make_dataclass(
+        "Reference", [(name, object, dataclasses.field(default=None)) for name in names], bases=(ModelOutput,)
+    )
+    a, b, c = torch.ones(2), torch.zeros(3), torch.arange(4)
+    cases = [
+        ((), {names[1]: a, names[3]: b}),  # keywords, the first field None
+        ((a,), {}),  # the first field alone, a tensor
+        ((a,), {names[-1]: c}),
+        (({names[0]: a, names[2]: b},), {}),  # a lone dict: unpacked
+        (([(names[1], b), (names[4], c)],), {}),  # a lone iterable of (key, value) pairs: unpacked
+        (((a, b),), {}),  # a lone tuple that is not pairs: kept as the first field
+        ((), {}),
+    ]
+    if "cache" in names:
+        cases.append(((), {"past_key_values": a, names[0]: b}))  # transformers' old name of `cache`
+
+    def state(output):
+        return list(output.keys()), list(output.to_tuple()), [getattr(output, name) for name in names]
+
+    def same(x, y):
+        if isinstance(x, (list, tuple)):
+            return type(x) is type(y) and len(x) == len(y) and all(same(u, v) for u, v in zip(x, y, strict=True))
+        return torch.equal(x, y) if torch.is_tensor(x) and torch.is_tensor(y) else x == y
+
+    for args, kwargs in cases:
+        ours, reference = output_class(*args, **kwargs), reference_class(*args, **kwargs)
+        assert same(state(ours), state(reference)), (args, kwargs)
+        for output in (ours, reference):
+            setattr(output, names[2], c)  # a later attribute set is an entry, an item set an attribute
+            output[names[0]] = b
+            if "cache" in names:
+                output.past_key_values = a  # the old name sets `cache`
+        assert same(state(ours), state(reference))
+        expected = state(copy.deepcopy(reference))
+        for clone in (copy.copy(ours), copy.deepcopy(ours), pickle.loads(pickle.dumps(ours))):
+            assert type(clone) is output_class and same(state(clone), expected)

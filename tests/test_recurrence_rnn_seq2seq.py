@@ -203,6 +203,7 @@ def test_no_graph_is_built_without_gradients():
         (False, 3, "left", [5, 1, 7, 7, 3]),
         (True, 1, "right", [7, 7, 6, 7, 7]),  # one padded row
         (True, 2, "left", [1, 2, 1, 1, 1]),  # rows of one step
+        (True, 2, "holes", [7, 3, 1, 6, 4]),  # real tokens anywhere in the row
     ],
 )
 def test_encoder_lstm_equals_torch(monkeypatch, bidirectional, layers, padding_side, lengths):
@@ -218,8 +219,12 @@ def test_encoder_lstm_equals_torch(monkeypatch, bidirectional, layers, padding_s
     positions = torch.arange(source_length)
     if padding_side == "right":
         mask = positions[None, :] < lengths[:, None]
-    else:
+    elif padding_side == "left":
         mask = positions[None, :] >= source_length - lengths[:, None]
+    else:  # each row's real tokens at random positions
+        mask = torch.zeros(len(lengths), source_length, dtype=torch.bool)
+        for row, length in enumerate(lengths.tolist()):
+            mask[row, torch.randperm(source_length, generator=g)[:length]] = True
     input_ids = input_ids.masked_fill(~mask, 0)
 
     def run(reference):
