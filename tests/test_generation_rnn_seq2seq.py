@@ -668,3 +668,73 @@ def test_greedy_search_equals_transformers_sample(monkeypatch, case):
     if case != "max-length-only":
         ended_at = (theirs == EOS).float().argmax(dim=1)
         assert len(set(ended_at.tolist())) > 2 and (theirs == model.config.pad_token_id).any()  # rows ended apart
+
+
+@pytest.mark.parametrize("n,k,width", [(64, 1, 4), (67, 5, 4), (4096, 10, 64), (5003, 10, 64), (130, 16, 8)])
+def test_blockwise_topk_and_argmax_give_torchs_results(monkeypatch, n, k, width):
+    """`topk_rows` and `argmax_rows` (long CPU rows in two passes) give `torch.topk`'s values and columns and
+    `max`'s first maxima: rows that divide into blocks and rows with a tail, the maximum in the tail, ties, -inf
+    and NaN."""
+    from hf_rnn_seq2seq import generation_rnn_seq2seq as generation
+
+    monkeypatch.setattr(generation, "_BLOCKWISE_MIN_VALUES", 0)
+    monkeypatch.setattr(generation, "_block_width", lambda values: width)
+    g = torch.Generator().manual_seed(n)
+    distinct = torch.randn(6, n, generator=g)
+    distinct[1, -1] = 10.0  # the maximum in the tail (when there is one)
+    distinct[2, : n // 2] = -float("inf")
+    values, columns = generation.topk_rows(distinct, k)
+    expected = torch.topk(distinct, k)
+    assert torch.equal(values, expected.values) and torch.equal(columns, expected.indices)
+    assert torch.equal(generation.argmax_rows(distinct), distinct.max(dim=-1).indices)
+
+    tied = torch.randint(0, 4, (6, n), generator=g).float()  # many equal values: any columns holding them will do
+    tied[3] = -float("inf")
+    tied[3, [5, n - 1]] = 2.0  # fewer finite values than k: -inf fills the rest
+    values, columns = generation.topk_rows(tied, k)
+    assert torch.equal(values, torch.topk(tied, k).values)
+    assert torch.equal(tied.gather(1, columns), values)
+    assert all(len(set(row)) == k for row in columns.tolist())  # k different columns
+    assert torch.equal(generation.argmax_rows(tied), tied.max(dim=-1).indices)  # the first of equal maxima
+
+    with_nan = distinct.clone()
+    with_nan[0, 7] = float("nan")
+    with_nan[4, [3, n - 2]] = float("nan")
+    assert torch.equal(generation.argmax_rows(with_nan), with_nan.max(dim=-1).indices)
+    values, columns = generation.topk_rows(with_nan, k)
+    assert torch.equal(values.isnan(), torch.topk(with_nan, k).values.isnan())
+
+
+@pytest.mark.parametrize(
+    "kwargs",
+    [
+        dict(num_beams=4),
+        dict(num_beams=4, num_return_sequences=4, length_penalty=0.0),
+        dict(num_beams=3, min_new_tokens=3, no_repeat_ngram_size=2),
+        dict(num_beams=3, return_dict_in_generate=True, output_scores=True),
+        dict(num_beams=1),
+        dict(num_beams=1, eos_token_id=[EOS, 7]),
+    ],
+)
+def test_generation_with_blockwise_reductions_equals_generation_without(monkeypatch, kwargs):
+    """Beam search and greedy decoding through `topk_rows` / `argmax_rows` in blocks (forced here on a tiny
+    vocabulary) choose what they choose through torch's reductions."""
+    from hf_rnn_seq2seq import generation_rnn_seq2seq as generation
+
+    model, inputs = _model_ending_early({}, batch_size=4)
+    kwargs = dict(kwargs, max_new_tokens=10)
+    expected = model.generate(**inputs, **kwargs)
+    monkeypatch.setattr(generation, "_BLOCKWISE_MIN_VALUES", 0)
+    monkeypatch.setattr(generation, "_block_width", lambda values: 4)
+    calls = []
+    for name in ("topk_rows", "argmax_rows"):
+        monkeypatch.setattr(
+            generation, name, functools.partial(lambda f, *a: calls.append(1) or f(*a), getattr(generation, name))
+        )
+    ours = model.generate(**inputs, **kwargs)
+    assert calls  # the block path ran
+    if kwargs.get("return_dict_in_generate"):
+        assert torch.equal(ours.sequences, expected.sequences)
+        assert torch.equal(ours.sequences_scores, expected.sequences_scores)
+    else:
+        assert torch.equal(ours, expected)
