@@ -1062,11 +1062,12 @@ class RNNSeq2SeqModel(RNNSeq2SeqPreTrainedModel):
 
         if decoder_input_ids is None:
             raise ValueError("Pass `decoder_input_ids` (or `labels`, from which they are derived).")
-        decoder_input_ids = _check_ids("decoder_input_ids", decoder_input_ids, self.config.extended_vocab_size)
-        if self.config.extended_vocab_size > self.config.vocab_size:
+        vocab_size, extended_vocab_size = self.config.vocab_size, self.config.extended_vocab_size
+        decoder_input_ids = _check_ids("decoder_input_ids", decoder_input_ids, extended_vocab_size)
+        if extended_vocab_size > vocab_size:
             # Extended copy ids (a copied source OOV fed back, or a shifted label) are unknown words to the embedding.
             decoder_input_ids = decoder_input_ids.masked_fill(
-                decoder_input_ids >= self.config.vocab_size, self.config.unk_token_id
+                decoder_input_ids >= vocab_size, self.config.unk_token_id
             )
         # generate() keeps one copy of each source for its g beams (or returned sequences): decoder rows g·i..g·i+g-1
         # belong to source i (see `_expand_inputs_for_generation`). Otherwise the batches are equal (g = 1).
