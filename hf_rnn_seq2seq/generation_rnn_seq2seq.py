@@ -289,8 +289,9 @@ def greedy_search(model, input_ids, logits_processor, stopping_criteria, generat
 
 
 def _blocks(x: torch.Tensor, width: int) -> torch.Tensor:
-    """The first M·width values of each row of `x` (R, N) as M = N // width blocks: a view (R, M, width)."""
-    return x[:, : x.shape[1] - x.shape[1] % width].unflatten(1, (-1, width))
+    """The first M·width values of each row of `x` (R, N) as M = N // width blocks (R, M, width): a view where the
+    rows' values are contiguous (a logits processor may return any layout)."""
+    return x[:, : x.shape[1] - x.shape[1] % width].reshape(x.shape[0], -1, width)
 
 
 def _block_width(n: int) -> int:
