@@ -738,3 +738,43 @@ def test_generation_with_blockwise_reductions_equals_generation_without(monkeypa
         assert torch.equal(ours.sequences_scores, expected.sequences_scores)
     else:
         assert torch.equal(ours, expected)
+
+
+@pytest.mark.parametrize(
+    "overrides",
+    [dict(attention_type="additive"), dict(attention_type="additive", use_coverage=True, use_copy=True)],
+    ids=["additive", "additive-coverage-copy"],
+)
+@pytest.mark.parametrize("num_beams", [1, 3])
+def test_additive_scores_in_chunks_equal_the_whole_tensor(monkeypatch, overrides, num_beams):
+    """Without autograd, additive attention makes its (B, T, S, H) tensor a few sources at a time on CPU: two
+    sources per chunk here (of five: the last chunk is short), against the whole tensor at once."""
+    from hf_rnn_seq2seq import modeling_rnn_seq2seq
+    from hf_rnn_seq2seq.modeling_rnn_seq2seq import RNNSeq2SeqAttention
+
+    model = peaky(tiny_model(**overrides))
+    attention = model.model.decoder.attention
+    if attention.coverage_weight is not None:  # initialised to zero: make the coverage term count
+        with torch.no_grad():
+            attention.coverage_weight.normal_(generator=torch.Generator().manual_seed(0))
+    inputs = source(batch_size=5, padding_side="left")
+    per_source = num_beams * inputs["input_ids"].shape[1] * model.config.hidden_size  # T·S·H for one source
+    kwargs = dict(num_beams=num_beams, max_new_tokens=8, return_dict_in_generate=True, output_scores=True)
+    kwargs |= dict(output_attentions=True)
+    chunks = []
+    original = RNNSeq2SeqAttention._additive_scores_in_chunks
+    monkeypatch.setattr(
+        RNNSeq2SeqAttention,
+        "_additive_scores_in_chunks",
+        lambda self, query, keys, coverage: chunks.append(query.shape[0]) or original(self, query, keys, coverage),
+    )
+    monkeypatch.setattr(modeling_rnn_seq2seq, "_ADDITIVE_CHUNK_VALUES", 2 * per_source)
+    ours = model.generate(**inputs, **kwargs)
+    assert chunks and max(chunks) == 5  # the chunked path ran, three chunks a call
+    monkeypatch.setattr(RNNSeq2SeqAttention, "_chunks_apply", lambda self, keep_tanh: False)
+    whole = model.generate(**inputs, **kwargs)
+    assert torch.equal(ours.sequences, whole.sequences)
+    for a, b in zip(ours.scores, whole.scores, strict=True):
+        torch.testing.assert_close(a, b, rtol=1e-5, atol=1e-5)
+    for a, b in zip(ours.cross_attentions, whole.cross_attentions, strict=True):
+        torch.testing.assert_close(a[0], b[0], rtol=1e-5, atol=1e-6)
