@@ -72,7 +72,7 @@ _LOG_TINY = math.log(_TINY)
 _EMBED_GATE_TABLE_MAX = 1 << 22
 
 # Additive attention without autograd makes its (B, T, S, H) tensor a few sources at a time, at most this many values
-# (512 kB in float32) at once: see `RNNSeq2SeqAttention._additive_scores_in_chunks`.
+# (512 kB in float32) at once: see `RNNSeq2SeqAttention._additive_scores_in_place`.
 _ADDITIVE_CHUNK_VALUES = 1 << 17
 
 # Generations stop here when neither `max_length` nor `max_new_tokens` is given (transformers' own default is 20).
@@ -387,20 +387,15 @@ class RNNSeq2SeqAttention(nn.Module):
         if group > 1:
             query = query.reshape(keys.shape[0], group * steps, -1)  # (B_src, g·T, H)
             coverage = None if coverage is None else coverage.reshape(keys.shape[0], group * steps, -1)
-        if self.attention_type == "additive" and self._chunks_apply(keep_tanh):
-            scores = self._additive_scores_in_chunks(_linear(self.query_proj, query, kmajor, "query"), keys, coverage)
-        elif self.attention_type == "additive":
+        if self.attention_type == "additive" and not torch.is_grad_enabled():
+            scores = self._additive_scores_in_place(
+                _linear(self.query_proj, query, kmajor, "query"), keys, coverage, keep_tanh
+            )
+        elif self.attention_type == "additive":  # under autograd: out of place
             hidden = _linear(self.query_proj, query, kmajor, "query").unsqueeze(2) + keys.unsqueeze(1)  # (B, T, S, H)
-            # Without autograd (generation; the hand-written recurrence's forward), the (B, T, S, H) tensor is updated
-            # in place: each new tensor of that size costs an allocation and fresh pages (beam 5 on 30 sentences,
-            # with coverage: 3.3 -> 0.9 ms a step).
-            in_place = not torch.is_grad_enabled()
             if coverage is not None:  # + w_c c^t_i
-                if in_place:
-                    hidden.addcmul_(coverage.unsqueeze(-1), self.coverage_weight)
-                else:
-                    hidden = hidden + coverage.unsqueeze(-1) * self.coverage_weight
-            hidden = hidden.tanh_() if in_place else torch.tanh(hidden)
+                hidden = hidden + coverage.unsqueeze(-1) * self.coverage_weight
+            hidden = torch.tanh(hidden)
             if keep_tanh is not None:
                 keep_tanh.append(hidden)
             scores = self.score_proj(hidden).squeeze(-1)  # (B, T, S)
@@ -420,37 +415,43 @@ class RNNSeq2SeqAttention(nn.Module):
             attentional, weights, context = (x.reshape(batch_size, steps, -1) for x in (attentional, weights, context))
         return attentional, weights, context
 
-    def _chunks_apply(self, keep_tanh) -> bool:
-        """Whether additive scores go a few sources at a time: without autograd, on CPU, nothing kept for a backward,
-        and v a plain linear layer (a hooked or wrapped one, PEFT's say, sees the whole tensor in one call)."""
+    def _chunks_apply(self) -> bool:
+        """Whether additive scores may go a few sources at a time: on CPU, with v a plain linear layer (a hooked or
+        wrapped one, PEFT's say, sees the whole tensor in one call)."""
         v = self.score_proj
         return (
-            keep_tanh is None
-            and not torch.is_grad_enabled()
-            and v.weight.device.type == "cpu"
+            v.weight.device.type == "cpu"
             and type(v) is nn.Linear
             and not v._forward_hooks
             and not v._forward_pre_hooks
         )
 
-    def _additive_scores_in_chunks(self, query, keys, coverage):
-        """vᵀ tanh(W_s s_t + b + W_h h_i [+ w_c c^t_i]) (B, T, S) from the projected queries (B, T, H) and keys
-        (B, S, H), each (b, T, S, H) slice of the sum made, squashed in place and reduced while it is in cache.
+    def _additive_scores_in_place(self, query, keys, coverage, keep_tanh):
+        """Without autograd (generation; the hand-written recurrence's forward): vᵀ tanh(W_s s_t + b + W_h h_i
+        [+ w_c c^t_i]) (B, T, S) from the projected queries (B, T, H) and keys (B, S, H), the (B, T, S, H) sum
+        squashed in place (each new tensor of that size costs an allocation and fresh pages: beam 5 on 30 sentences,
+        with coverage, 3.3 -> 0.9 ms a step). `keep_tanh`, if given, gets the whole tanh tensor for the backward.
 
-        The whole (B, T, S, H) tensor is several MB in decoding (beam 5 on 30 sources of 25 tokens: 3.8 MB), and a
-        new tensor that size often comes from fresh memory pages, which the kernel maps and zeroes on first touch:
-        its sum took 1.8 ms a step where the same sum into reused memory took 0.37."""
+        Otherwise, where `_chunks_apply`, the sum goes a few sources at a time (`_ADDITIVE_CHUNK_VALUES`), each slice
+        made, squashed and reduced while it is in cache: the whole tensor is several MB in decoding (beam 5 on 30
+        sources of 25 tokens: 3.8 MB), and a new tensor that size often comes from fresh memory pages, which the
+        kernel maps and zeroes on first touch: its sum took 1.8 ms a step where the same sum into reused memory took
+        0.37."""
         batch_size, steps, _ = query.shape
-        per_source = steps * keys.shape[1] * keys.shape[2]
-        sources = max(1, _ADDITIVE_CHUNK_VALUES // per_source)
-        scores = query.new_empty(batch_size, steps, keys.shape[1])  # (B, T, S)
+        sources = batch_size
+        if keep_tanh is None and self._chunks_apply():
+            sources = max(1, _ADDITIVE_CHUNK_VALUES // (steps * keys.shape[1] * keys.shape[2]))
+        parts = []
         for start in range(0, batch_size, sources):
-            end = min(start + sources, batch_size)
-            hidden = query[start:end].unsqueeze(2) + keys[start:end].unsqueeze(1)  # (b, T, S, H)
+            now = slice(start, start + sources)
+            hidden = query[now].unsqueeze(2) + keys[now].unsqueeze(1)  # (b, T, S, H)
             if coverage is not None:  # + w_c c^t_i
-                hidden.addcmul_(coverage[start:end].unsqueeze(-1), self.coverage_weight)
-            scores[start:end] = self.score_proj(hidden.tanh_()).squeeze(-1)
-        return scores
+                hidden.addcmul_(coverage[now].unsqueeze(-1), self.coverage_weight)
+            hidden.tanh_()
+            if keep_tanh is not None:
+                keep_tanh.append(hidden)
+            parts.append(self.score_proj(hidden).squeeze(-1))  # (b, T, S)
+        return parts[0] if len(parts) == 1 else torch.cat(parts)
 
 
 class RNNSeq2SeqEncoder(nn.Module):

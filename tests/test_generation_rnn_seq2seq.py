@@ -762,16 +762,16 @@ def test_additive_scores_in_chunks_equal_the_whole_tensor(monkeypatch, overrides
     kwargs = dict(num_beams=num_beams, max_new_tokens=8, return_dict_in_generate=True, output_scores=True)
     kwargs |= dict(output_attentions=True)
     chunks = []
-    original = RNNSeq2SeqAttention._additive_scores_in_chunks
+    original = RNNSeq2SeqAttention._additive_scores_in_place
     monkeypatch.setattr(
         RNNSeq2SeqAttention,
-        "_additive_scores_in_chunks",
-        lambda self, query, keys, coverage: chunks.append(query.shape[0]) or original(self, query, keys, coverage),
+        "_additive_scores_in_place",
+        lambda self, query, *args: chunks.append(query.shape[0]) or original(self, query, *args),
     )
     monkeypatch.setattr(modeling_rnn_seq2seq, "_ADDITIVE_CHUNK_VALUES", 2 * per_source)
     ours = model.generate(**inputs, **kwargs)
     assert chunks and max(chunks) == 5  # the chunked path ran, three chunks a call
-    monkeypatch.setattr(RNNSeq2SeqAttention, "_chunks_apply", lambda self, keep_tanh: False)
+    monkeypatch.setattr(RNNSeq2SeqAttention, "_chunks_apply", lambda self: False)
     whole = model.generate(**inputs, **kwargs)
     assert torch.equal(ours.sequences, whole.sequences)
     for a, b in zip(ours.scores, whole.scores, strict=True):
