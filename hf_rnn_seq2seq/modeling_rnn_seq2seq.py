@@ -94,6 +94,9 @@ def _check_ids(name: str, ids: torch.Tensor, vocab_size: int, allow_ignore_index
         raise ValueError(f"`{name}` must have shape (batch_size, sequence_length), got {tuple(ids.shape)}.")
     if ids.shape[0] == 0 or ids.shape[1] == 0:
         raise ValueError(f"`{name}` is empty (shape {tuple(ids.shape)}): every sequence needs at least one token.")
+    low, high = (int(x) for x in torch.aminmax(ids))  # one pass; a decoding step checks its ids too
+    if low >= 0 and high < vocab_size:
+        return ids.long()
     valid = (ids >= 0) & (ids < vocab_size)
     if allow_ignore_index:
         valid |= ids == -100
@@ -105,20 +108,21 @@ def _check_ids(name: str, ids: torch.Tensor, vocab_size: int, allow_ignore_index
 
 
 def _check_source_mask(attention_mask: torch.Tensor, batch_size: int, source_length: int) -> torch.Tensor:
-    """Returns the mask as bool (True = real token) after checking its shape and that no row is all padding."""
+    """Returns the padding as bool (True = padding, the complement of the mask) after checking the mask's shape and
+    that no row is all padding."""
     if tuple(attention_mask.shape) != (batch_size, source_length):
         raise ValueError(
             f"`attention_mask` must have the source's shape (batch_size, source_length) = "
             f"({batch_size}, {source_length}), got {tuple(attention_mask.shape)}."
         )
-    mask = attention_mask.bool()
-    empty_rows = (~mask.any(dim=1)).nonzero().flatten()
-    if empty_rows.numel() > 0:
+    padding = attention_mask == 0
+    if padding.all(dim=1).any():
+        empty_rows = padding.all(dim=1).nonzero().flatten()
         raise ValueError(
             f"`attention_mask` marks every position of source row(s) {empty_rows.tolist()[:5]} as padding: "
             "an empty source cannot be encoded."
         )
-    return mask
+    return padding
 
 
 def shift_tokens_right(labels: torch.Tensor, pad_token_id: int, decoder_start_token_id: int) -> torch.Tensor:
@@ -493,7 +497,7 @@ class RNNSeq2SeqEncoder(nn.Module):
                 )
             mask = torch.ones_like(input_ids, dtype=torch.bool)
         else:
-            mask = _check_source_mask(attention_mask, batch_size, source_length)
+            mask = ~_check_source_mask(attention_mask, batch_size, source_length)
 
         embeds = dropout(self.embed_tokens(input_ids), self.dropout.p, self.training)  # (B, S, E)
         lengths = mask.sum(dim=1)  # (B,)
@@ -593,7 +597,7 @@ class _DecoderOutput:
     next_coverage: torch.Tensor | None  # (B, S) Σ of all attention so far: the next call's c^t
     state: list[torch.Tensor]  # [h (L, B, H)] + [c (L, B, H)] for LSTM
     input_feed: torch.Tensor | None  # (B, H)
-    embeds: torch.Tensor  # (B, T, E)
+    embeds: torch.Tensor | None  # (B, T, E); None where nothing read them (see `RNNSeq2SeqDecoder.forward`)
     rnn_outputs: torch.Tensor  # (B, T, H) s_t
 
 
@@ -693,9 +697,13 @@ class RNNSeq2SeqDecoder(nn.Module):
         input_feed: torch.Tensor | None,  # (B, H)
         coverage: torch.Tensor | None,  # (B, S) Σ of the attention of all earlier steps (None without attention)
     ) -> _DecoderOutput:
-        embeds = dropout(self.embed_tokens(input_ids), self.dropout.p, self.training)  # (B, T, E)
+        # In inference the input-feeding loop looks the embeddings up only where it reads them (not where the
+        # embedding-gate table stands for them): `embeds` is then None, unless a copy gate reads them.
+        embeds = None
+        if not self.input_feeding or self.copy_gate is not None or self.training or torch.is_grad_enabled():
+            embeds = dropout(self.embed_tokens(input_ids), self.dropout.p, self.training)  # (B, T, E)
         if self.input_feeding:
-            rnn_outputs, attentional, weights, context, coverages, state, coverage = self._input_feeding_loop(
+            rnn_outputs, attentional, weights, context, coverages, state, coverage, embeds = self._input_feeding_loop(
                 input_ids, embeds, encoder_states, attention_keys, padding_mask, state, input_feed, coverage
             )  # attentional after dropout
             input_feed = attentional[:, -1]  # (B, H) h̃ of the last step, the next call's input feed
@@ -761,17 +769,19 @@ class RNNSeq2SeqDecoder(nn.Module):
         )
         if embedding.weight.shape[0] * rnn.weight_ih_l0.shape[0] > _EMBED_GATE_TABLE_MAX:
             return None
-        weight = rnn.weight_ih_l0[:, : spec.embedding_size]
         return self._derived.get(
-            "embed_gates", parts, lambda: F.linear(embedding.weight, weight, spec.embed_gate_bias())
+            "embed_gates",
+            parts,
+            lambda: F.linear(embedding.weight, rnn.weight_ih_l0[:, : spec.embedding_size], spec.embed_gate_bias()),
         )
 
     def _input_feeding_loop(
         self, input_ids, embeds, encoder_states, attention_keys, padding_mask, state, input_feed, coverage
     ):
         """The steps of the input-feeding decoder (`recurrence_rnn_seq2seq.py`): returns s_t, h̃_t (after dropout), a_t,
-        c_t, c^t (each (B, T, ·)), the final state and c^T."""
-        batch_size, steps, emb_size = embeds.shape
+        c_t, c^t (each (B, T, ·)), the final state, c^T and `embeds` (None in inference, unless read here)."""
+        batch_size, steps = input_ids.shape
+        emb_size = self.config.embedding_size
         rnn = self.rnn
         feed_mask = layer_masks = None
         if self.training and self.dropout.p > 0:  # one mask for all steps: h̃_t's dropout
@@ -786,9 +796,12 @@ class RNNSeq2SeqDecoder(nn.Module):
             spec.kmajor = self._derived.get("kmajor", list(weights.values()), lambda: kmajor_weights(weights))
         # Layer 0's input is [emb(y_t); h̃_{t-1}], so W_ih · x = W_e · emb(y_t) + W_f · h̃_{t-1}: the first half for all
         # steps at once.
+        table = None if self.int8_gates else self._embed_gate_table(spec)
+        if table is None and embeds is None:
+            embeds = self.embed_tokens(input_ids)  # (B, T, E) inference: no dropout
         if self.int8_gates:
             embed_gates = self.int8_gates["embed", 0](embeds)  # (B, T, G·H)
-        elif (table := self._embed_gate_table(spec)) is not None:
+        elif table is not None:
             embed_gates = F.embedding(input_ids, table)  # (B, T, G·H), a new tensor the loop may write into
         else:
             embed_gates = F.linear(embeds, rnn.weight_ih_l0[:, :emb_size], spec.embed_gate_bias())  # (B, T, G·H)
@@ -797,7 +810,7 @@ class RNNSeq2SeqDecoder(nn.Module):
             encoder_states,
         )  # fmt: skip
         state = [hidden] + ([cell] if self.is_lstm else [])  # (L, B, H)
-        return query, attentional, weights, context, coverages, state, coverage
+        return query, attentional, weights, context, coverages, state, coverage, embeds
 
 
 # ---------------------------------------------------------------------------------------------------------------------
@@ -1095,9 +1108,9 @@ class RNNSeq2SeqModel(RNNSeq2SeqPreTrainedModel):
         encoder_states = encoder_outputs.last_hidden_state  # (B, S, He)
         batch_size, source_length = encoder_states.shape[:2]
         if attention_mask is None:
-            source_mask = encoder_states.new_ones(batch_size, source_length, dtype=torch.bool)
+            padding = encoder_states.new_zeros(batch_size, source_length, dtype=torch.bool)
         else:
-            source_mask = _check_source_mask(attention_mask, batch_size, source_length)  # (B, S)
+            padding = _check_source_mask(attention_mask, batch_size, source_length)  # (B, S) True = padding
 
         if decoder_input_ids is None:
             raise ValueError("Pass `decoder_input_ids` (or `labels`, from which they are derived).")
@@ -1157,7 +1170,7 @@ class RNNSeq2SeqModel(RNNSeq2SeqPreTrainedModel):
                 coverage = encoder_states.new_zeros(batch_size, source_length)  # (B, S) c^1 = 0
 
         decoded = self.decoder(
-            decoder_input_ids, encoder_states, attention_keys, ~source_mask.unsqueeze(1), state, input_feed, coverage
+            decoder_input_ids, encoder_states, attention_keys, padding.unsqueeze(1), state, input_feed, coverage
         )
         weights = decoded.alignment  # (B, T, S) or None
 
@@ -1179,7 +1192,13 @@ class RNNSeq2SeqModel(RNNSeq2SeqPreTrainedModel):
             last_hidden_state=decoded.attentional,
             cache=cache,
             decoder_hidden_states=(
-                (decoded.embeds, decoded.rnn_outputs, decoded.attentional) if output_hidden_states else None
+                (
+                    self.decoder.embed_tokens(decoder_input_ids) if decoded.embeds is None else decoded.embeds,
+                    decoded.rnn_outputs,
+                    decoded.attentional,
+                )
+                if output_hidden_states
+                else None
             ),
             cross_attentions=(weights.unsqueeze(1),) if output_attentions and weights is not None else None,
             encoder_last_hidden_state=encoder_states,
@@ -1475,6 +1494,12 @@ class RNNSeq2SeqForConditionalGeneration(RNNSeq2SeqPreTrainedModel, GenerationMi
         self.post_init()
         if self.generation_config.max_length is None and self.generation_config.max_new_tokens is None:
             self.generation_config.max_length = DEFAULT_MAX_LENGTH
+
+    def get_input_embeddings(self) -> nn.Embedding:
+        return self.model.get_input_embeddings()  # (transformers' generic lookup tries several names, ~12 µs a step)
+
+    def set_input_embeddings(self, value: nn.Embedding) -> None:
+        self.model.set_input_embeddings(value)
 
     def get_output_embeddings(self) -> nn.Linear:
         return self.lm_head

@@ -298,8 +298,11 @@ def _run(spec: RecurrenceSpec, embed_gates, hidden, cell, input_feed, coverage, 
     query, attentional, weights, context, coverages = (
         v[0] if len(v) == 1 and saved is None else torch.cat(v, dim=1) for v in outputs.values()
     )
-    final_hidden = torch.stack(hidden)  # (L, B, H)
-    final_cell = torch.stack(cell) if spec.is_lstm else None
+
+    def stacked(states):  # L × (B, H) -> (L, B, H): one layer's as a view, outside `InputFeedingRecurrence`
+        return states[0].unsqueeze(0) if layers == 1 and saved is None else torch.stack(states)
+
+    final_hidden, final_cell = stacked(hidden), (stacked(cell) if spec.is_lstm else None)
     return query, attentional, weights, context, coverages, final_hidden, final_cell, coverage
 
 

@@ -720,6 +720,21 @@ def cmd_table(args) -> None:
 # ----------------------------------------------------------------------------------------------------------------------
 
 
+def _hf_python(venv: str | None) -> str:
+    """The interpreter of our side: the virtual environment's, else this one. Peak RSS counts every module a process
+    imports, and transformers imports what it finds installed (accelerate, then boto3 if present; scipy; ...): a
+    development environment with more packages than the package needs measures more memory than a user's would."""
+    if venv is None:
+        return sys.executable
+    python = os.path.join(venv, "bin", "python")
+    if not os.path.exists(python):
+        raise SystemExit(
+            f"--hf-venv {venv}: no bin/python there. Make it with `python -m venv {venv} && {venv}/bin/pip install "
+            f"torch==2.13.0 && {venv}/bin/pip install -e {REPO}`."
+        )
+    return python
+
+
 def _run(cmd: list[str], threads: int, log_path: str | None = None) -> tuple[int, str]:
     """Runs one benchmark process (never two at a time), echoes its output, returns (rc, stdout)."""
     print("$ " + " ".join(cmd), flush=True)
@@ -809,7 +824,7 @@ def cmd_suite(args) -> None:
             print(f"== train hf {variant}", flush=True)
             name = run_name(variant, args.data, 1, args.threads)
             run = os.path.join(DEFAULT_RUNS, name)
-            me = [sys.executable, os.path.abspath(__file__)]
+            me = [_hf_python(args.hf_venv), os.path.abspath(__file__)]
             train = [*me, "train", "--variant", variant, "--out", run, *common_train, "--sampling", args.sampling]
             rc, out = _run(train, args.threads)
             if rc != 0:
@@ -918,6 +933,12 @@ def main(argv=None) -> None:
     s.add_argument("--peers", default=DEFAULT_PEERS, help="the peer harness folder (bench.py)")
     s.add_argument("--onmt-venv", default=os.environ.get("ONMT_VENV", "/tmp/venv-onmt"))
     s.add_argument("--joey-venv", default=os.environ.get("JOEY_VENV", "/tmp/venv-joey"))
+    s.add_argument(
+        "--hf-venv",
+        default=os.environ.get("HF_VENV"),
+        help="run our side in this virtual environment (the package and its dependencies only, as the peers run in "
+        "theirs); default: this interpreter",
+    )
     s.add_argument("--tag", help="tag of the --fixed-length decodes (default fixed<L>)")
     s.add_argument("--summary", help="write all results here (JSON) and the table beside it (.md)")
     add_train_args(s)

@@ -11,7 +11,7 @@ from transformers.generation.streamers import BaseStreamer
 
 from hf_rnn_seq2seq.modeling_rnn_seq2seq import DEFAULT_MAX_LENGTH
 
-from .conftest import BOS, EOS, SMALL_GRID, make_batch, tiny_model
+from .conftest import BOS, EOS, SMALL_GRID, VOCAB, make_batch, tiny_model
 
 
 def peaky(model, scale=30.0):
@@ -342,6 +342,9 @@ BEAM_SEARCH_CASES = {
     "lp-neg": dict(num_beams=5, length_penalty=-0.5, num_return_sequences=3),
     "two-eos": dict(num_beams=3, eos_token_id=[EOS, 7], num_return_sequences=3),
     "processors": dict(num_beams=4, min_new_tokens=3, no_repeat_ngram_size=2, repetition_penalty=1.3),
+    "suppress": dict(
+        num_beams=3, suppress_tokens=[*range(4, VOCAB, 3), -1, 10_000], num_return_sequences=2
+    ),  # (ids outside V too)
     "beam-sample": dict(num_beams=3, do_sample=True, temperature=1.5, top_k=8, num_return_sequences=2),
     "no-cache": dict(num_beams=3, use_cache=False, num_return_sequences=2),
     "max-length-only": dict(num_beams=3, eos_token_id=None, pad_token_id=None),
@@ -615,6 +618,7 @@ def test_kmajor_copies_only_for_few_rows(monkeypatch):
 GREEDY_CASES = {
     "default": dict(),
     "processors": dict(min_new_tokens=3, no_repeat_ngram_size=2, repetition_penalty=1.3),
+    "suppress": dict(suppress_tokens=[*range(4, VOCAB, 3), -1, 10_000]),  # (ids outside the vocabulary too)
     "two-eos": dict(eos_token_id=[EOS, 7]),
     "no-cache": dict(use_cache=False),
     "copyext-coverage": dict(),

@@ -67,6 +67,28 @@ def test_attention_rows_sum_to_one_and_ignore_padding(overrides):
         assert attn[padding].abs().max() == 0
 
 
+@pytest.mark.parametrize("overrides", SMALL_GRID)
+def test_outputs_without_autograd_are_the_outputs_with_it(overrides):
+    """Inference takes its own shortcuts (the embedding-gate table, K-major weights, in-place cells; the input-feeding
+    decoder looks its embeddings up only where they are read): every output is the same as under autograd."""
+    model = tiny_model(**overrides)
+    batch = make_batch()
+    inputs = dict(
+        input_ids=batch["input_ids"],
+        attention_mask=batch["attention_mask"],
+        decoder_input_ids=model.prepare_decoder_input_ids_from_labels(batch["labels"]),
+        output_hidden_states=True,
+        output_attentions=True,
+    )
+    with_grad = model(**inputs)
+    with torch.no_grad():
+        without = model(**inputs)
+    for name in ("logits", "decoder_hidden_states", "encoder_hidden_states", "cross_attentions", "p_gen", "coverage"):
+        torch.testing.assert_close(getattr(without, name), getattr(with_grad, name), atol=1e-5, rtol=0, msg=name)
+    embeds = model.model.decoder.embed_tokens(inputs["decoder_input_ids"])
+    torch.testing.assert_close(without.decoder_hidden_states[0], embeds, atol=0, rtol=0)
+
+
 @pytest.mark.parametrize("side", ["right", "left"])
 @pytest.mark.parametrize("overrides", SMALL_GRID)
 def test_padded_batch_equals_each_example_alone(overrides, side):
