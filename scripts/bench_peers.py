@@ -28,7 +28,9 @@ optimisation step (`TrainerCallback.on_step_end`); decode throughput = test sent
 only (model loading excluded), beam 5, batches of 30 sentences in file order, no length penalty
 (`length_penalty=0.0`: raw sum of log-probabilities, onmt `-length_penalty none`), at most
 `min(250, 2 × longest test source + 10)` new tokens; BLEU/chrF (sacrebleu defaults, 13a) and exact match on the
-whitespace-joined tokens; peak RSS of the training process and of the (separate) decoding process.
+whitespace-joined tokens; peak RSS of the training process and of the (separate) decoding process, taken before
+scoring (the peers score in another process). `suite --hf-venv DIR` runs our side in DIR's interpreter: a venv with
+the package and its dependencies only, as the peers have theirs (transformers imports what it finds installed).
 
 Differences from the peers that the numbers carry:
 - beam search stopping: onmt stops a sentence as soon as its top beam ends with EOS and drops finished sentences from
@@ -556,6 +558,9 @@ def cmd_translate(args) -> str:
     with open(hyp_path, "w", encoding="utf-8") as f:
         f.writelines(h + "\n" for h in hyps)
     best = min(runs, key=lambda r: r["decode_wall_s"])  # best of N: the least disturbed by other processes
+    # the decoding process's figures before scoring: the peers score in a separate process (their score.py), whose
+    # sacrebleu import is not in their decoding's peak RSS
+    process = process_stats()
     scores = score(ref_path, hyp_path)
     dw, dc = best["decode_wall_s"], best["decode_cpu_s"]
     res = {
@@ -580,7 +585,7 @@ def cmd_translate(args) -> str:
         "model_load_wall_s": round(w1 - w0, 2),
         "model_load_cpu_s": round(c1 - c0, 2),
         "main_wall_s": round(clock()[0] - w0, 2),
-        "process": process_stats(),
+        "process": process,
         "shims": [],
         "generate_kwargs": generate_kwargs | ({"generation_config.eos_token_id": None} if fixed else {}),
         "torch_threads": torch.get_num_threads(),

@@ -129,3 +129,16 @@ def test_vocabulary_rule_and_table():
     assert cells[:8] == ["toy", "mlp", "1", "3000", "2000", "1.50x", "1000", "3.00x"]
     assert cells[10:15] == ["50", "100", "0.50x", "50", "1.00x"]
     assert "| toy | general | 1 | - | 4000 | - |" in rows[1]
+
+
+def test_our_side_runs_in_the_given_virtual_environment(tmp_path):
+    """`suite --hf-venv DIR` runs our train/translate processes with DIR's interpreter (as the peers run in their own
+    venvs); without it, this interpreter; a folder without bin/python is refused with the command that makes one."""
+    script = runpy.run_path(str(SCRIPT), run_name="not_main")
+    hf_python = script["_hf_python"]
+    assert hf_python(None) == sys.executable
+    (tmp_path / "bin").mkdir()
+    (tmp_path / "bin" / "python").write_text("")
+    assert hf_python(str(tmp_path)) == str(tmp_path / "bin" / "python")
+    with pytest.raises(SystemExit, match=r"no bin/python there.*python -m venv"):
+        hf_python(str(tmp_path / "missing"))
