@@ -362,10 +362,12 @@ class InputFeedingRecurrence(torch.autograd.Function):
         d_h = [zeros(batch_size, hidden_size) if d_hidden is None else d_hidden[k].clone() for k in range(layers)]
         d_c = [zeros(batch_size, hidden_size) if d_cell is None else d_cell[k].clone() for k in range(layers)]
         d_cov = zeros(coverages.shape[0], coverages.shape[2]) if d_coverage is None else d_coverage.clone()  # (B, S)
-        # Per-step gradients, stacked after the loop for the weight gradients. LSTM: written into one (T, B, 4H)
-        # tensor per layer.
+        # Per-step gradients, stacked after the loop for the weight gradients, batch-major (row b·T + t) like the
+        # inputs they meet there, so that none of those is transposed into a copy. LSTM: written into one (B, T, 4H)
+        # tensor per layer, every value of it by `_lstm_gate_gradients` (so not zeroed first: a pass over B·T·4H),
+        # which is also ∂/∂embed_gates as it is.
         if lstm:
-            d_gates = [zeros(steps, batch_size, w_hh[k].shape[0]) for k in range(layers)]
+            d_gates = [query.new_empty(batch_size, steps, w_hh[k].shape[0]) for k in range(layers)]
             w_hh_feed = torch.cat([w_hh[0], w_feed], dim=1)  # (4H, 2H): ∂/∂h_{t-1} and ∂/∂h̃_{t-1} in one product
         else:
             d_gates = [[None] * steps for _ in range(layers)]  # input-side gate gradients (B, G·H)
@@ -435,7 +437,7 @@ class InputFeedingRecurrence(torch.autograd.Function):
                     sigmoids, g, tanh_c = map(cast, saved["gates"][k][t])
                     _, f, _, o = sigmoids.chunk(4, dim=-1)
                     d_c_total = torch.addcmul(d_c[k], d_h[k], o * (1 - tanh_c * tanh_c))  # h = σ(o) tanh(c)
-                    d_gate = d_gates[k][t]  # (B, 4H)
+                    d_gate = d_gates[k][:, t]  # (B, 4H), rows T·4H apart
                     _lstm_gate_gradients(d_gate, d_c_total, d_h[k], sigmoids, g, tanh_c, c_prev)
                     d_c[k] = d_c_total * f
                     d_hidden_gate = d_gate
@@ -468,36 +470,33 @@ class InputFeedingRecurrence(torch.autograd.Function):
                 d_feed = d_gates[0][t] @ w_feed  # ∂/∂h̃_{t-1}
 
         # Weight gradients: one product over all B·T rows each.
-        def rows(tensors):  # T × (B, n) or (T, B, n) -> (B·T, n), time-major
-            return (tensors if torch.is_tensor(tensors) else torch.stack(tensors)).flatten(0, 1)
-
-        def time_major(x):  # (B, T, n) -> (T·B, n)
-            return x.transpose(0, 1).flatten(0, 1)
+        def rows(tensors):  # T × (B, n) or (B, T, n) -> (B·T, n), batch-major
+            return (tensors if torch.is_tensor(tensors) else torch.stack(tensors, dim=1)).flatten(0, 1)
 
         feeds = torch.cat([feed0.unsqueeze(1), attentional[:, :-1]], dim=1)  # (B, T, H) h̃_{t-1}
         grads = []
         for k in range(layers):
-            dg = rows(d_gates[k])  # (T·B, G·H)
+            dg = rows(d_gates[k])  # (B·T, G·H)
             dhg = dg if lstm else rows(d_hidden_gates[k])
             if k == 0:
-                d_embed_gates = dg.view(steps, batch_size, -1).transpose(0, 1)  # (B, T, G·H)
+                d_embed_gates = dg.view(batch_size, steps, -1)  # (B, T, G·H)
             outputs_k = [cast(saved["states"][k][t][0]) for t in range(steps)]
-            h_prevs = rows([hidden0[k], *outputs_k[:-1]])  # (T·B, H)
+            h_prevs = rows([hidden0[k], *outputs_k[:-1]])  # (B·T, H)
             if k == 0:
-                grads.append(dg.t() @ time_major(feeds))  # W_f
+                grads.append(dg.t() @ rows(feeds))  # W_f
             else:
                 x = rows([cast(saved["states"][k - 1][t][0]) for t in range(steps)])
                 if layer_masks is not None:
-                    x = x * time_major(layer_masks[k - 1])
+                    x = x * rows(layer_masks[k - 1])
                 grads += [dg.t() @ x, dg.sum(0)]  # W_ih, b_ih
             grads.append(dhg.t() @ h_prevs)  # W_hh
             if k > 0 or not spec.folds_hidden_bias:
                 grads.append(dhg.sum(0))  # b_hh
-        d_pre_rows = rows(d_pre)  # (T·B, H)
-        grads.append(d_pre_rows.t() @ time_major(torch.cat([context, query], dim=-1)))  # W_c
+        d_pre_rows = rows(d_pre)  # (B·T, H)
+        grads.append(d_pre_rows.t() @ rows(torch.cat([context, query], dim=-1)))  # W_c
         if kind == "additive":
             d_qp = rows(d_query_proj)
-            grads += [d_qp.t() @ time_major(query), d_qp.sum(0), d_score_weight.unsqueeze(0)]  # W_s, b_s, v
+            grads += [d_qp.t() @ rows(query), d_qp.sum(0), d_score_weight.unsqueeze(0)]  # W_s, b_s, v
         if w_coverage is not None:
             grads.append(d_coverage_weight)
         d_scores = torch.stack(d_scores, dim=1)  # (B, T, S)
