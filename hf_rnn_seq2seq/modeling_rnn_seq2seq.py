@@ -116,8 +116,9 @@ def _check_source_mask(attention_mask: torch.Tensor, batch_size: int, source_len
             f"({batch_size}, {source_length}), got {tuple(attention_mask.shape)}."
         )
     padding = attention_mask == 0
-    if padding.all(dim=1).any():
-        empty_rows = padding.all(dim=1).nonzero().flatten()
+    empty = padding.all(dim=1)  # (B,)
+    if empty.any():
+        empty_rows = empty.nonzero().flatten()
         raise ValueError(
             f"`attention_mask` marks every position of source row(s) {empty_rows.tolist()[:5]} as padding: "
             "an empty source cannot be encoded."

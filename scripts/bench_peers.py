@@ -791,6 +791,7 @@ def available_peers(args) -> list[str]:
 def cmd_suite(args) -> None:
     peers = available_peers(args)
     ours = "hf" in args.systems
+    hf_python = _hf_python(args.hf_venv) if ours else None  # checked before the peers train, not after
     bench = os.path.join(args.peers, "bench.py")
     task = os.path.basename(os.path.normpath(args.data))
     fixed_tag = args.tag or (f"fixed{args.fixed_length}" if args.fixed_length else None)
@@ -829,7 +830,7 @@ def cmd_suite(args) -> None:
             print(f"== train hf {variant}", flush=True)
             name = run_name(variant, args.data, 1, args.threads)
             run = os.path.join(DEFAULT_RUNS, name)
-            me = [_hf_python(args.hf_venv), os.path.abspath(__file__)]
+            me = [hf_python, os.path.abspath(__file__)]
             train = [*me, "train", "--variant", variant, "--out", run, *common_train, "--sampling", args.sampling]
             rc, out = _run(train, args.threads)
             if rc != 0:
