@@ -183,3 +183,36 @@ def test_plain_accelerate_loop_example(tmp_path):
     )
     assert count == 13 and 0 <= metrics["bleu"] <= 100 and 0 <= metrics["exact_match"] <= 1
     assert (tmp_path / "out" / "model.safetensors").is_file() and (tmp_path / "out" / "tokenizer.json").is_file()
+
+
+def test_product_timer_times_each_product_with_its_flops_and_counts_the_rest():
+    import torch
+
+    timer = script("profile_step.py")["product_timer"]()
+    a, b, c = torch.ones(3, 4), torch.ones(4, 5), torch.zeros(3, 5)
+    with timer:
+        torch.mm(a, b)
+        torch.addmm(c, a, b)
+        torch.bmm(a[None], b[None])
+        a.exp()
+    by_shape = {key: (calls, flops) for key, (seconds, calls, flops) in timer.by_shape.items()}
+    assert by_shape == {  # 2·M·N·K each, with the operand shapes as called
+        ("mm", ((3, 4), (4, 5))): (1, 120),
+        ("addmm", ((3, 5), (3, 4), (4, 5))): (1, 120),
+        ("bmm", ((1, 3, 4), (1, 4, 5))): (1, 120),
+    }
+    assert timer.other_ops >= 1  # exp (and whatever a view or select dispatches)
+    assert all(seconds > 0 for seconds, _, _ in timer.by_shape.values())
+
+
+def test_profile_step_prints_tables_and_the_products_share(monkeypatch, capsys):
+    args = ["--vocab_size", "40", "--batch_size", "4", "--length", "3", "5", "--steps", "1", "--rows", "3"]
+    args += ["--decode_batch_size", "2", "--decode_length", "3", "--num_beams", "2", "--use_copy", "--use_coverage"]
+    run_script("profile_step.py", args, monkeypatch)
+    out = capsys.readouterr().out
+    assert "== training step" in out and "== generate()" in out
+    shares = [line for line in out.splitlines() if "matrix products timed where they run" in line]
+    assert len(shares) == 2  # training, then decoding
+    for line in shares:
+        percent = float(line.split("(")[1].split("%")[0])
+        assert 0 < percent and "other operators" in line
