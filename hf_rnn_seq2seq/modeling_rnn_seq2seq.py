@@ -1307,7 +1307,7 @@ class _LogCopyMixture(torch.autograd.Function):
 
     @staticmethod
     def forward(ctx, logits, log_p_gen, log_p_copy, copy_mass, index, first, extra_ids, labels, smoothing):
-        ctx.set_materialize_grads(False)
+        """Also called directly, with `ctx=None` (and `first=None`), where no backward follows."""
         batch_size, target_length, vocab_size = logits.shape
         scores = logits.reshape(-1, vocab_size)  # (B·T, V)
         lse = _logsumexp_rows(scores).view(batch_size, target_length, 1)
@@ -1323,7 +1323,8 @@ class _LogCopyMixture(torch.autograd.Function):
         if labels is not None:
             token_loss, targets, valid = _smoothed_nll(out, labels, smoothing, vocab_size)  # (B, T)
             loss = token_loss.masked_fill(~valid, 0.0).sum()
-        if any(ctx.needs_input_grad):
+        if ctx is not None and any(ctx.needs_input_grad):
+            ctx.set_materialize_grads(False)
             ctx.save_for_backward(logits, lse, index, first, generated, copied, mixture, copy_mass, targets, valid)
             ctx.smoothing, ctx.output_width = smoothing, out.shape[-1]
         return out, loss
@@ -1830,16 +1831,18 @@ class RNNSeq2SeqForConditionalGeneration(RNNSeq2SeqPreTrainedModel, GenerationMi
         same_id = (source_ids.unsqueeze(2) == source_ids.unsqueeze(1)).float()  # (B_src, S, S) x_i == x_j
         # (B, T, S): Σ_{j: x_j = x_i} a_{t,j}, for each source position i; a source's g rows as g·T queries
         copy_mass = (alignment.float().reshape(-1, group * target_length, source_length) @ same_id).view_as(alignment)
-        first = (same_id.tril(diagonal=-1).sum(-1) == 0).unsqueeze(1)  # (B_src, 1, S): no x_j == x_i before i
         if group > 1:
-            first, source_ids = first.repeat_interleave(group, dim=0), source_ids.repeat_interleave(group, dim=0)
+            source_ids = source_ids.repeat_interleave(group, dim=0)
         index = source_ids.unsqueeze(1).expand(batch_size, target_length, source_length)  # (B, T, S)
         extra_ids = self.config.extended_vocab_size - self.config.vocab_size
         labels = None if labels is None else labels.to(logits.device)
         smoothing = self.config.label_smoothing
-        return _LogCopyMixture.apply(
-            logits.float(), log_p_gen, log_p_copy, copy_mass, index, first, extra_ids, labels, smoothing
-        )
+        inputs = (logits.float(), log_p_gen, log_p_copy, copy_mass)
+        if not (torch.is_grad_enabled() and any(x.requires_grad for x in inputs)):  # no backward (generation)
+            return _LogCopyMixture.forward(None, *inputs, index, None, extra_ids, labels, smoothing)
+        first = (same_id.tril(diagonal=-1).sum(-1) == 0).unsqueeze(1)  # (B_src, 1, S): no x_j == x_i before i
+        first = first.repeat_interleave(group, dim=0) if group > 1 else first  # only the backward reads it
+        return _LogCopyMixture.apply(*inputs, index, first, extra_ids, labels, smoothing)
 
     def _loss(self, logits, labels, num_items_in_batch, alignment, coverage, copy_loss=None):
         """Token NLL (with the config's label smoothing) plus the weighted coverage loss, summed over the target
