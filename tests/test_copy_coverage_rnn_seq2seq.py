@@ -407,6 +407,33 @@ def test_log_space_mixture_equals_the_probability_formula_with_its_gradients(mod
         torch.testing.assert_close(a, b, atol=1e-5, rtol=1e-4)
 
 
+@pytest.mark.parametrize("smoothing", [0.0, 0.1])
+@pytest.mark.parametrize("mode", ["copy", "copyext-coverage"])
+def test_copy_mixture_without_autograd_equals_it_with_autograd(mode, smoothing):
+    """Where no gradient is taken the mixture skips what only its backward reads (the first-occurrence mask) and the
+    autograd Function: the model's log-probabilities and loss are those computed under autograd, and so are those
+    of beams sharing their source's row (g rows per source, as generate() passes them)."""
+    model = tiny_model(**COPY_MODES[mode], label_smoothing=smoothing)
+    batch = batch_for(model)
+    with_grad = model(**batch)
+    with torch.no_grad():
+        without = model(**batch)
+    torch.testing.assert_close(without.logits, with_grad.logits, atol=0, rtol=0)
+    torch.testing.assert_close(without.loss, with_grad.loss, atol=0, rtol=0)
+    g = torch.Generator().manual_seed(0)
+    source_ids = batch.get("extended_input_ids", batch["input_ids"])  # (B_src, S)
+    beams = 2  # rows 2b and 2b + 1 read source b
+    logits = torch.randn(beams * source_ids.shape[0], 1, VOCAB, generator=g, requires_grad=True)
+    p_gen = torch.rand(logits.shape[0], 1, generator=g)
+    alignment = torch.softmax(torch.randn(logits.shape[0], 1, source_ids.shape[1], generator=g), -1)
+    grad_out, _ = model._copy_mixture(logits, p_gen, alignment, source_ids)
+    with torch.no_grad():
+        out, _ = model._copy_mixture(logits, p_gen, alignment, source_ids)
+        per_row, _ = model._copy_mixture(logits, p_gen, alignment, source_ids.repeat_interleave(beams, dim=0))
+    torch.testing.assert_close(out, grad_out, atol=0, rtol=0)
+    torch.testing.assert_close(out, per_row, atol=0, rtol=0)
+
+
 @pytest.mark.parametrize("extra_ids", [0, 2])
 @pytest.mark.parametrize("smoothing", [0.0, 0.1])
 @pytest.mark.parametrize("chunk_values", [1 << 19, 25])  # the (B·T, V) rows in one chunk; in chunks of 4 and 2 rows
