@@ -238,11 +238,13 @@ class RNNSeq2SeqCache(Cache):
     `input_feed` `(B, H)` when input feeding is on; the attention keys `(B, S, H)`, which depend on the source
     only and are computed once per source; and, with attention, the `coverage` `(B, S)` (the sum of all attention
     distributions so far, i.e. `c^{t+1}`) and the last step's attention `last_attention` `(B, S)`, which the coverage
-    model and the coverage penalty read. `forward` updates it in place and returns it under `cache`.
+    model and the coverage penalty read. With copy, `copy_source` holds what the copy mixture needs of the source
+    only, made at the first step: the checked source ids `(B, S)` and their "same id" matrix `(B, S, S)`. `forward`
+    updates it in place and returns it under `cache`.
 
-    Beam search reorders it with `reorder_cache(beam_idx)`. The keys are not reordered: `beam_idx` only moves
-    hypotheses within one example's group of beams, and under `generate()` the keys are kept once per source
-    `(B_src, S, H)` for the whole group (`_expand_inputs_for_generation`).
+    Beam search reorders it with `reorder_cache(beam_idx)`. The keys (and `copy_source`) are not reordered: `beam_idx`
+    only moves hypotheses within one example's group of beams, and under `generate()` they are kept once per source
+    `(B_src, …)` for the whole group (`_expand_inputs_for_generation`).
     An RNN state cannot be rewound, so the cache is not croppable (assisted decoding is refused).
     """
 
@@ -266,6 +268,7 @@ class RNNSeq2SeqCache(Cache):
         self.coverage = coverage  # (B, S) or None
         self.last_attention = last_attention  # (B, S) or None
         self.seen_tokens = seen_tokens
+        self.copy_source = None  # (source ids (B, S), same-id matrix (B, S, S)), set by the copy mixture
 
     def __len__(self) -> int:
         return self.hidden.shape[0]
@@ -298,6 +301,8 @@ class RNNSeq2SeqCache(Cache):
         self.last_attention = None if self.last_attention is None else fn(self.last_attention, 0)
         if keys_too and self.attention_keys is not None:
             self.attention_keys = fn(self.attention_keys, 0)
+        if keys_too and self.copy_source is not None:
+            self.copy_source = tuple(fn(t, 0) for t in self.copy_source)
 
     def reorder_cache(self, beam_idx: torch.LongTensor) -> None:
         self._map_batch(lambda t, dim: t.index_select(dim, beam_idx.to(t.device)), keys_too=False)
@@ -313,12 +318,16 @@ class RNNSeq2SeqCache(Cache):
     def select_rows(self, rows: torch.LongTensor, sources: torch.LongTensor) -> None:
         """Keeps the given rows, and the attention keys of the given sources when they are kept once per source (beam
         search drops the beams of the sources it has finished)."""
-        keys, row_count = self.attention_keys, self.batch_size
+        row_count = self.batch_size
         self._map_batch(lambda t, dim: t.index_select(dim, rows.to(t.device)), keys_too=False)
-        if keys is not None:
-            self.attention_keys = keys.index_select(
-                0, (rows if keys.shape[0] == row_count else sources).to(keys.device)
-            )
+
+        def select(t):  # a per-source tensor: kept per row (one source a row) or once per source
+            return t.index_select(0, (rows if t.shape[0] == row_count else sources).to(t.device))
+
+        if self.attention_keys is not None:
+            self.attention_keys = select(self.attention_keys)
+        if self.copy_source is not None:
+            self.copy_source = tuple(select(t) for t in self.copy_source)
 
     def batch_repeat_interleave(self, repeats: int) -> None:
         self._map_batch(lambda t, dim: t.repeat_interleave(repeats, dim=dim), keys_too=True)
@@ -1750,9 +1759,11 @@ class RNNSeq2SeqForConditionalGeneration(RNNSeq2SeqPreTrainedModel, GenerationMi
         logits = self._output_logits(hidden)  # (B, T, V)
         copy_loss = None
         if self.config.use_copy:
-            source_ids = self._copy_source_ids(input_ids, extended_input_ids, encoder_outputs, outputs.alignment)
+            source_ids, same_id = self._copy_source(
+                input_ids, extended_input_ids, encoder_outputs, outputs.alignment, outputs.cache
+            )
             logits, copy_loss = self._copy_mixture(  # (B, T, Vx) log P, and the token loss with labels
-                logits, outputs.p_gen, outputs.alignment, source_ids, labels
+                logits, outputs.p_gen, outputs.alignment, source_ids, labels, same_id
             )
 
         loss = None
@@ -1781,6 +1792,20 @@ class RNNSeq2SeqForConditionalGeneration(RNNSeq2SeqPreTrainedModel, GenerationMi
             return head(hidden)
         kept = self.model.decoder._derived.get("lm_head", [head.weight], lambda: kmajor_weights({"w": head.weight}))
         return head(hidden) if kept is None else _linear(head, hidden, kept, "w")
+
+    def _copy_source(self, input_ids, extended_input_ids, encoder_outputs, alignment, cache):
+        """The checked source ids (B_src, S) and their "same id" matrix (B_src, S, S) for the copy mixture: made at
+        the first step of a generation and kept in the `cache` (they depend on the source only, like the attention
+        keys), or made now without one."""
+        kept = getattr(cache, "copy_source", None)
+        if kept is not None and kept[0].shape[1] == alignment.shape[2] and alignment.shape[0] % kept[0].shape[0] == 0:
+            return kept
+        source_ids = self._copy_source_ids(input_ids, extended_input_ids, encoder_outputs, alignment)
+        source_ids = source_ids.to(alignment.device)
+        same_id = (source_ids.unsqueeze(2) == source_ids.unsqueeze(1)).float()  # (B_src, S, S) x_i == x_j
+        if isinstance(cache, RNNSeq2SeqCache):
+            cache.copy_source = (source_ids, same_id)
+        return source_ids, same_id
 
     def _copy_source_ids(self, input_ids, extended_input_ids, encoder_outputs, alignment) -> torch.Tensor:
         """The ids the attention is scattered onto: `extended_input_ids`, else the source ids, checked; one row per
@@ -1813,7 +1838,7 @@ class RNNSeq2SeqForConditionalGeneration(RNNSeq2SeqPreTrainedModel, GenerationMi
             )
         return source_ids  # (B_src, S): generate()'s beams share their source's row (`_copy_mixture`)
 
-    def _copy_mixture(self, logits, p_gen, alignment, source_ids, labels=None):
+    def _copy_mixture(self, logits, p_gen, alignment, source_ids, labels=None, same_id=None):
         """log P(w) of the pointer-generator mixture, over the V vocabulary ids (+ K extended ids), and with `labels`
         the summed token loss −log P(y) (with the config's label smoothing; None without labels):
 
@@ -1829,7 +1854,8 @@ class RNNSeq2SeqForConditionalGeneration(RNNSeq2SeqPreTrainedModel, GenerationMi
         log_p_gen, log_p_copy = p_gen.clamp_min(_TINY).log(), (1.0 - p_gen).clamp_min(_TINY).log()
         source_ids = source_ids.to(logits.device)  # (B_src, S); B = g · B_src, g consecutive rows per source
         group = batch_size // source_ids.shape[0]
-        same_id = (source_ids.unsqueeze(2) == source_ids.unsqueeze(1)).float()  # (B_src, S, S) x_i == x_j
+        if same_id is None:
+            same_id = (source_ids.unsqueeze(2) == source_ids.unsqueeze(1)).float()  # (B_src, S, S) x_i == x_j
         # (B, T, S): Σ_{j: x_j = x_i} a_{t,j}, for each source position i; a source's g rows as g·T queries
         copy_mass = (alignment.float().reshape(-1, group * target_length, source_length) @ same_id).view_as(alignment)
         if group > 1:

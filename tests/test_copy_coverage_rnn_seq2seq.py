@@ -191,6 +191,33 @@ def test_cached_generation_equals_uncached(mode, decoding):
         assert results[0].scores[0].shape[-1] == VOCAB + K
 
 
+@pytest.mark.parametrize("decoding", [dict(), dict(num_beams=3)])
+def test_copy_source_is_made_once_per_generation_and_moves_with_the_rows(monkeypatch, decoding):
+    """The checked source ids and their same-id matrix depend on the source only: made at the first step, kept in
+    the cache (once per source under beam search, like the attention keys) and moved with its rows."""
+    model = tiny_model(**COPY_MODES["copyext-coverage"])
+    source = source_of(make_copy_batch())
+    checked = []
+    original = model._copy_source_ids
+    monkeypatch.setattr(model, "_copy_source_ids", lambda *args: checked.append(1) or original(*args))
+    model.generate(**source, max_new_tokens=5, **decoding)
+    assert len(checked) == 1
+
+    ids = source["extended_input_ids"]
+    start = torch.full((3, 1), model.config.decoder_start_token_id)
+    cache = model(**source, decoder_input_ids=start, use_cache=True).cache
+    same = (ids.unsqueeze(2) == ids.unsqueeze(1)).float()
+    assert torch.equal(cache.copy_source[0], ids) and torch.equal(cache.copy_source[1], same)
+    cache.batch_select_indices(torch.tensor([2, 0]))
+    assert torch.equal(cache.copy_source[0], ids[[2, 0]]) and torch.equal(cache.copy_source[1], same[[2, 0]])
+    cache.batch_repeat_interleave(2)  # rows 2, 2, 0, 0 with a source each
+    assert torch.equal(cache.copy_source[0], ids[[2, 2, 0, 0]])
+    cache.select_rows(torch.tensor([1, 2]), torch.tensor([0, 1]))  # one source a row: the rows are the sources
+    assert torch.equal(cache.copy_source[0], ids[[2, 0]]) and torch.equal(cache.copy_source[1], same[[2, 0]])
+    cache.reorder_cache(torch.tensor([1, 0]))  # beams move within their source's group: the sources stay
+    assert torch.equal(cache.copy_source[0], ids[[2, 0]])
+
+
 def exhaustive_scores(model, source, new_tokens, allowed):
     """Σ_t log P(y_t | y_<t, x) of every sequence of `new_tokens` ids from `allowed` (one forward per source row),
     and the summed attention of each (for the coverage penalty)."""
