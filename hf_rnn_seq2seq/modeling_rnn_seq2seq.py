@@ -26,7 +26,6 @@ step with the recurrent state carried in `cache` (an `RNNSeq2SeqCache`), give th
 
 import dataclasses
 import functools
-import inspect
 import math
 import os
 import weakref
@@ -1891,19 +1890,6 @@ class RNNSeq2SeqForConditionalGeneration(RNNSeq2SeqPreTrainedModel, GenerationMi
             num_items_in_batch = num_items_in_batch.to(loss_sum.device)
         return loss_sum / num_items_in_batch
 
-
-def _signatures_computed_once(*classes) -> None:
-    """transformers' `generate()` reads the signatures of the model's `forward` and `prepare_inputs_for_generation`
-    and of its encoder's and decoder's `forward` with `inspect.signature` ~9 times per call: ~0.5 ms of Python on CPU,
-    ~7 % of a one-token greedy `generate()` of 30 sentences. `inspect` returns a function's `__signature__` as it is,
-    so each is computed here once (only for the functions these classes define; a subclass's own are left alone)."""
-    for cls in classes:
-        for name in ("forward", "prepare_inputs_for_generation"):
-            if name in cls.__dict__:
-                cls.__dict__[name].__signature__ = inspect.signature(cls.__dict__[name])
-
-
-_signatures_computed_once(RNNSeq2SeqEncoder, RNNSeq2SeqDecoder, RNNSeq2SeqModel, RNNSeq2SeqForConditionalGeneration)
 
 __all__ = [
     "CoveragePenaltyLogitsProcessor",

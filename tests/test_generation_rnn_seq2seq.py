@@ -782,32 +782,3 @@ def test_additive_scores_in_chunks_equal_the_whole_tensor(monkeypatch, overrides
         torch.testing.assert_close(a, b, rtol=1e-5, atol=1e-5)
     for a, b in zip(ours.cross_attentions, whole.cross_attentions, strict=True):
         torch.testing.assert_close(a[0], b[0], rtol=1e-5, atol=1e-6)
-
-
-def test_signatures_generate_inspects_are_computed_once_and_are_the_functions_own():
-    """generate() inspects `forward` and `prepare_inputs_for_generation` (the model's, its encoder's, its decoder's)
-    several times per call; the module computes their signatures once. They are the functions' own, and generate()
-    still refuses an argument the model does not take."""
-    import inspect
-
-    from hf_rnn_seq2seq import modeling_rnn_seq2seq as modeling
-
-    classes = ("RNNSeq2SeqEncoder", "RNNSeq2SeqDecoder", "RNNSeq2SeqModel", "RNNSeq2SeqForConditionalGeneration")
-    kept = [
-        function
-        for cls in (getattr(modeling, name) for name in classes)
-        for name, function in vars(cls).items()
-        if name in ("forward", "prepare_inputs_for_generation")
-    ]
-    assert len(kept) == 5 and all("__signature__" in vars(function) for function in kept)
-    for function in kept:
-        signature = function.__signature__
-        del function.__signature__
-        try:
-            assert inspect.signature(function) == signature
-        finally:
-            function.__signature__ = signature
-    assert "__signature__" not in vars(GenerationMixin.generate)  # transformers' own functions are left alone
-    model = tiny_model()
-    with pytest.raises(ValueError, match="not used by the model"):
-        model.generate(**make_batch(), max_new_tokens=2, not_an_argument=1)
