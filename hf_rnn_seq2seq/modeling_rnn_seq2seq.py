@@ -238,12 +238,14 @@ class RNNSeq2SeqCache(Cache):
     only and are computed once per source; and, with attention, the `coverage` `(B, S)` (the sum of all attention
     distributions so far, i.e. `c^{t+1}`) and the last step's attention `last_attention` `(B, S)`, which the coverage
     model and the coverage penalty read. With copy, `copy_source` holds what the copy mixture needs of the source
-    only, made at the first step: the checked source ids `(B, S)` and their "same id" matrix `(B, S, S)`. `forward`
-    updates it in place and returns it under `cache`.
+    only: the checked source ids `(B, S)` and their "same id" matrix `(B, S, S)`, made from the ids a step was given
+    and used again while later steps are given the same tensors (none of generate()'s steps but those after its
+    batch changed). `forward` updates it in place and returns it under `cache`.
 
     Beam search reorders it with `reorder_cache(beam_idx)`. The keys (and `copy_source`) are not reordered: `beam_idx`
     only moves hypotheses within one example's group of beams, and under `generate()` they are kept once per source
-    `(B_src, …)` for the whole group (`_expand_inputs_for_generation`).
+    `(B_src, …)` for the whole group (`_expand_inputs_for_generation`). Selecting or repeating rows drops
+    `copy_source`: the next step makes it again from the ids it is given, selected like the rows.
     An RNN state cannot be rewound, so the cache is not croppable (assisted decoding is refused).
     """
 
@@ -267,7 +269,7 @@ class RNNSeq2SeqCache(Cache):
         self.coverage = coverage  # (B, S) or None
         self.last_attention = last_attention  # (B, S) or None
         self.seen_tokens = seen_tokens
-        self.copy_source = None  # (source ids (B, S), same-id matrix (B, S, S)), set by the copy mixture
+        self.copy_source = None  # (the ids given, source ids (B, S), same-id matrix (B, S, S)), set by the LM
 
     def __len__(self) -> int:
         return self.hidden.shape[0]
@@ -300,8 +302,8 @@ class RNNSeq2SeqCache(Cache):
         self.last_attention = None if self.last_attention is None else fn(self.last_attention, 0)
         if keys_too and self.attention_keys is not None:
             self.attention_keys = fn(self.attention_keys, 0)
-        if keys_too and self.copy_source is not None:
-            self.copy_source = tuple(fn(t, 0) for t in self.copy_source)
+        if keys_too:
+            self.copy_source = None  # made again from the ids of the next step
 
     def reorder_cache(self, beam_idx: torch.LongTensor) -> None:
         self._map_batch(lambda t, dim: t.index_select(dim, beam_idx.to(t.device)), keys_too=False)
@@ -317,16 +319,13 @@ class RNNSeq2SeqCache(Cache):
     def select_rows(self, rows: torch.LongTensor, sources: torch.LongTensor) -> None:
         """Keeps the given rows, and the attention keys of the given sources when they are kept once per source (beam
         search drops the beams of the sources it has finished)."""
-        row_count = self.batch_size
+        keys, row_count = self.attention_keys, self.batch_size
         self._map_batch(lambda t, dim: t.index_select(dim, rows.to(t.device)), keys_too=False)
-
-        def select(t):  # a per-source tensor: kept per row (one source a row) or once per source
-            return t.index_select(0, (rows if t.shape[0] == row_count else sources).to(t.device))
-
-        if self.attention_keys is not None:
-            self.attention_keys = select(self.attention_keys)
-        if self.copy_source is not None:
-            self.copy_source = tuple(select(t) for t in self.copy_source)
+        if keys is not None:
+            self.attention_keys = keys.index_select(
+                0, (rows if keys.shape[0] == row_count else sources).to(keys.device)
+            )
+        self.copy_source = None  # made again from the ids of the next step
 
     def batch_repeat_interleave(self, repeats: int) -> None:
         self._map_batch(lambda t, dim: t.repeat_interleave(repeats, dim=dim), keys_too=True)
@@ -1793,17 +1792,18 @@ class RNNSeq2SeqForConditionalGeneration(RNNSeq2SeqPreTrainedModel, GenerationMi
         return head(hidden) if kept is None else _linear(head, hidden, kept, "w")
 
     def _copy_source(self, input_ids, extended_input_ids, encoder_outputs, alignment, cache):
-        """The checked source ids (B_src, S) and their "same id" matrix (B_src, S, S) for the copy mixture: made at
-        the first step of a generation and kept in the `cache` (they depend on the source only, like the attention
-        keys), or made now without one."""
+        """The checked source ids (B_src, S) and their "same id" matrix (B_src, S, S) for the copy mixture. They
+        depend on the source only: kept in the `cache` and used again while a step is given the very same id tensors
+        (generate() gives each step the same ones until its batch changes), else made now (and kept)."""
+        given = (extended_input_ids, input_ids, getattr(encoder_outputs, "source_ids", None))
         kept = getattr(cache, "copy_source", None)
-        if kept is not None and kept[0].shape[1] == alignment.shape[2] and alignment.shape[0] % kept[0].shape[0] == 0:
-            return kept
+        if kept is not None and all(a is b for a, b in zip(kept[0], given, strict=True)):
+            return kept[1:]
         source_ids = self._copy_source_ids(input_ids, extended_input_ids, encoder_outputs, alignment)
         source_ids = source_ids.to(alignment.device)
         same_id = (source_ids.unsqueeze(2) == source_ids.unsqueeze(1)).float()  # (B_src, S, S) x_i == x_j
         if isinstance(cache, RNNSeq2SeqCache):
-            cache.copy_source = (source_ids, same_id)
+            cache.copy_source = (given, source_ids, same_id)
         return source_ids, same_id
 
     def _copy_source_ids(self, input_ids, extended_input_ids, encoder_outputs, alignment) -> torch.Tensor:

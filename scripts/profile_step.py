@@ -12,7 +12,7 @@ averaged over `--steps` profiled steps after warm-up; the first line gives the w
 
 Below each table, the same steps run again without the profiler (its per-operator cost inflates the small operators
 more than the products): the wall time per step, then again with every matrix product timed on its own as it runs
-(its real operands, layouts and caches; the encoder's `nn.LSTM` in inference counts as one product): the products'
+(its real operands, layouts and caches; torch's `nn.LSTM`, the encoder's in inference, counts as one product): the products'
 share of the step, their FLOP rate, the number of other operators, and the products by shape. That share is the
 floor no rearrangement of the other operators can go below without fewer or faster products.
 """
@@ -50,8 +50,12 @@ def product_timer():
     from torch.utils._python_dispatch import TorchDispatchMode
 
     aten = torch.ops.aten
-    first_matrix = {aten.mm.default: 0, aten.bmm.default: 0, aten.matmul.default: 0, aten.linear.default: 0}
-    first_matrix |= {aten.addmm.default: 1, aten.addmm_.default: 1, aten.baddbmm.default: 1}
+    # each product and the position of its first matrix operand; under `torch.inference_mode` `matmul` and `linear`
+    # (and `nn.LSTM`) arrive whole, elsewhere as the products they are made of
+    first_matrix = {aten.mm.default: 0, aten.bmm.default: 0, aten.mv.default: 0}
+    first_matrix |= {aten.matmul.default: 0, aten.linear.default: 0}
+    first_matrix |= {aten.addmm.default: 1, aten.addmm_.default: 1, aten.addmv.default: 1}
+    first_matrix |= {aten.baddbmm.default: 1, aten.baddbmm_.default: 1}
 
     class ProductTimer(TorchDispatchMode):
         def __init__(self):

@@ -192,10 +192,12 @@ def test_cached_generation_equals_uncached(mode, decoding):
 
 
 @pytest.mark.parametrize("decoding", [dict(), dict(num_beams=3)])
-def test_copy_source_is_made_once_per_generation_and_moves_with_the_rows(monkeypatch, decoding):
+def test_copy_source_is_made_once_per_generation_and_again_for_other_ids_or_rows(monkeypatch, decoding):
     """The checked source ids and their same-id matrix depend on the source only: made at the first step, kept in
-    the cache (once per source under beam search, like the attention keys) and moved with its rows."""
+    the cache while the steps are given the same id tensors, made again from the ids a step is given otherwise (other
+    ids, or rows selected or repeated)."""
     model = tiny_model(**COPY_MODES["copyext-coverage"])
+    model.generation_config.eos_token_id = None  # every row runs to the end: the batch never changes
     source = source_of(make_copy_batch())
     checked = []
     original = model._copy_source_ids
@@ -204,18 +206,27 @@ def test_copy_source_is_made_once_per_generation_and_moves_with_the_rows(monkeyp
     assert len(checked) == 1
 
     ids = source["extended_input_ids"]
-    start = torch.full((3, 1), model.config.decoder_start_token_id)
-    cache = model(**source, decoder_input_ids=start, use_cache=True).cache
     same = (ids.unsqueeze(2) == ids.unsqueeze(1)).float()
-    assert torch.equal(cache.copy_source[0], ids) and torch.equal(cache.copy_source[1], same)
-    cache.batch_select_indices(torch.tensor([2, 0]))
-    assert torch.equal(cache.copy_source[0], ids[[2, 0]]) and torch.equal(cache.copy_source[1], same[[2, 0]])
-    cache.batch_repeat_interleave(2)  # rows 2, 2, 0, 0 with a source each
-    assert torch.equal(cache.copy_source[0], ids[[2, 2, 0, 0]])
-    cache.select_rows(torch.tensor([1, 2]), torch.tensor([0, 1]))  # one source a row: the rows are the sources
-    assert torch.equal(cache.copy_source[0], ids[[2, 0]]) and torch.equal(cache.copy_source[1], same[[2, 0]])
-    cache.reorder_cache(torch.tensor([1, 0]))  # beams move within their source's group: the sources stay
-    assert torch.equal(cache.copy_source[0], ids[[2, 0]])
+    start = torch.full((3, 1), model.config.decoder_start_token_id)
+    first = model(**source, decoder_input_ids=start, use_cache=True)
+    cache = first.cache
+    assert torch.equal(cache.copy_source[1], ids) and torch.equal(cache.copy_source[2], same)
+    checked.clear()
+    model(**source, decoder_input_ids=start, cache=cache)  # the same tensors: kept
+    assert not checked
+    other = dict(source, extended_input_ids=ids.flip(0), input_ids=source["input_ids"].flip(0))
+    model(**other, decoder_input_ids=start, cache=cache)  # other ids, same shape: made from them
+    assert len(checked) == 1 and torch.equal(cache.copy_source[1], ids.flip(0))
+    for change in (
+        lambda: cache.batch_select_indices(torch.tensor([2, 0, 1])),
+        lambda: cache.select_rows(torch.tensor([0, 1, 2]), torch.tensor([0, 1, 2])),
+        lambda: cache.batch_repeat_interleave(1),
+    ):
+        change()
+        assert cache.copy_source is None  # made again from the (selected) ids of the next step
+        model(**other, decoder_input_ids=start, cache=cache)
+    cache.reorder_cache(torch.tensor([1, 0, 2]))  # beams move within their source's group: the sources stay
+    assert torch.equal(cache.copy_source[1], ids.flip(0))
 
 
 def exhaustive_scores(model, source, new_tokens, allowed):

@@ -193,13 +193,19 @@ def test_product_timer_times_each_product_with_its_flops_and_counts_the_rest():
     with timer:
         torch.mm(a, b)
         torch.addmm(c, a, b)
+        c.clone().addmm_(a, b)
         torch.bmm(a[None], b[None])
+        c[None].clone().baddbmm_(a[None], b[None])
+        a @ b[:, 0]  # a matrix-vector product
         a.exp()
     by_shape = {key: (calls, flops) for key, (seconds, calls, flops) in timer.by_shape.items()}
     assert by_shape == {  # 2·M·N·K each, with the operand shapes as called
         ("mm", ((3, 4), (4, 5))): (1, 120),
         ("addmm", ((3, 5), (3, 4), (4, 5))): (1, 120),
+        ("addmm_", ((3, 5), (3, 4), (4, 5))): (1, 120),
         ("bmm", ((1, 3, 4), (1, 4, 5))): (1, 120),
+        ("baddbmm_", ((1, 3, 5), (1, 3, 4), (1, 4, 5))): (1, 120),
+        ("mv", ((3, 4), (4,))): (1, 24),
     }
     assert timer.other_ops >= 1  # exp (and whatever a view or select dispatches)
     assert all(seconds > 0 for seconds, _, _ in timer.by_shape.values())
