@@ -1294,6 +1294,11 @@ def _add_nll_gradient(grad, targets, scale, smoothing: float, vocab_size: int) -
         grad[..., :vocab_size].sub_((smoothing / vocab_size) * scale.unsqueeze(-1))
 
 
+def _same_id(source_ids: torch.Tensor) -> torch.Tensor:
+    """(B_src, S, S) float, 1 where x_i == x_j, for source ids (B_src, S): which positions share an id."""
+    return (source_ids.unsqueeze(2) == source_ids.unsqueeze(1)).float()
+
+
 class _LogCopyMixture(torch.autograd.Function):
     """log P(w) of the pointer-generator mixture over the (B, T, Vx) output, and with `labels` the summed token loss,
     with a hand-written backward.
@@ -1801,7 +1806,7 @@ class RNNSeq2SeqForConditionalGeneration(RNNSeq2SeqPreTrainedModel, GenerationMi
             return kept[1:]
         source_ids = self._copy_source_ids(input_ids, extended_input_ids, encoder_outputs, alignment)
         source_ids = source_ids.to(alignment.device)
-        same_id = (source_ids.unsqueeze(2) == source_ids.unsqueeze(1)).float()  # (B_src, S, S) x_i == x_j
+        same_id = _same_id(source_ids)
         if isinstance(cache, RNNSeq2SeqCache):
             cache.copy_source = (given, source_ids, same_id)
         return source_ids, same_id
@@ -1853,8 +1858,7 @@ class RNNSeq2SeqForConditionalGeneration(RNNSeq2SeqPreTrainedModel, GenerationMi
         log_p_gen, log_p_copy = p_gen.clamp_min(_TINY).log(), (1.0 - p_gen).clamp_min(_TINY).log()
         source_ids = source_ids.to(logits.device)  # (B_src, S); B = g · B_src, g consecutive rows per source
         group = batch_size // source_ids.shape[0]
-        if same_id is None:
-            same_id = (source_ids.unsqueeze(2) == source_ids.unsqueeze(1)).float()  # (B_src, S, S) x_i == x_j
+        same_id = _same_id(source_ids) if same_id is None else same_id
         # (B, T, S): Σ_{j: x_j = x_i} a_{t,j}, for each source position i; a source's g rows as g·T queries
         copy_mass = (alignment.float().reshape(-1, group * target_length, source_length) @ same_id).view_as(alignment)
         if group > 1:

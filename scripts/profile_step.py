@@ -12,9 +12,9 @@ averaged over `--steps` profiled steps after warm-up; the first line gives the w
 
 Below each table, the same steps run again without the profiler (its per-operator cost inflates the small operators
 more than the products): the wall time per step, then again with every matrix product timed on its own as it runs
-(its real operands, layouts and caches; torch's `nn.LSTM`, the encoder's in inference, counts as one product): the products'
-share of the step, their FLOP rate, the number of other operators, and the products by shape. That share is the
-floor no rearrangement of the other operators can go below without fewer or faster products.
+(its real operands, layouts and caches; torch's `nn.LSTM`, the encoder's in inference, counts as one product): the
+products' share of the step, their FLOP rate, the number of other operators, and the products by shape. That share
+is the floor no rearrangement of the other operators can go below without fewer or faster products.
 """
 
 import argparse
